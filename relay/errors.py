@@ -1,0 +1,60 @@
+"""One small hierarchy of domain errors, each carrying its HTTP status and error code."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "RelayError",
+    "ServiceUnavailable",
+    "Unauthorized",
+]
+
+
+class RelayError(Exception):
+    """An error answered as `{"error": {"code", "message"}}` with `status`."""
+
+    status = 500
+    default_code = "internal"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class BadRequest(RelayError):
+    status = 400
+    default_code = "bad_request"
+
+
+class Unauthorized(RelayError):
+    status = 401
+    default_code = "unauthorized"
+
+
+class Forbidden(RelayError):
+    status = 403
+    default_code = "forbidden"
+
+
+class NotFound(RelayError):
+    status = 404
+    default_code = "not_found"
+
+
+class PayloadTooLarge(RelayError):
+    status = 413
+    default_code = "body_too_large"
+
+
+class ServiceUnavailable(RelayError):
+    status = 503
+    default_code = "unavailable"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""

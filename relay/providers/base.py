@@ -1,0 +1,108 @@
+"""The provider interface: each kind verifies a callback and reads its job ID and status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+from relay.errors import BadRequest
+from relay.models import Callback, Status
+
+__all__ = ["COMMON_STATUS_WORDS", "Provider", "SourceConfig", "job_id_of", "load_object", "status_of"]
+
+# Words providers use for a job's state, lower-cased; a source's `status_map` extends this.
+COMMON_STATUS_WORDS: Mapping[str, Status] = {
+    **dict.fromkeys(
+        ("succeeded", "success", "successful", "completed", "complete", "done", "ok", "finished"),
+        Status.SUCCEEDED,
+    ),
+    **dict.fromkeys(("failed", "failure", "error", "errored"), Status.FAILED),
+    **dict.fromkeys(("canceled", "cancelled", "aborted"), Status.CANCELED),
+    **dict.fromkeys(
+        (
+            "processing",
+            "running",
+            "in_progress",
+            "started",
+            "starting",
+            "queued",
+            "pending",
+            "in_queue",
+            "accepted",
+            "submitted",
+            "created",
+        ),
+        Status.RUNNING,
+    ),
+}
+
+MAX_JOB_ID_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One `[sources.NAME]` table, validated."""
+
+    name: str
+    kind: str
+    secrets: tuple[str, ...] = ()
+    timeout_s: float = 900.0
+    tolerance_s: float = 300.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    """Base of every provider kind; a subclass is one file under `relay/providers/`."""
+
+    kind: ClassVar[str]
+    # Kind-specific config keys and their defaults (None: optional with no default).
+    options: ClassVar[Mapping[str, Any]] = {}
+    # Unsigned providers are authenticated by a signed token in the URL instead.
+    signed: ClassVar[bool] = True
+
+    def __init__(self, source: SourceConfig) -> None:
+        self.source = source
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Raise `Unauthorized` unless the callback is authentic and fresh."""
+        raise NotImplementedError
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> Callback:
+        """Read the job ID, status, result and delivery ID; raise `BadRequest` on a malformed body."""
+        raise NotImplementedError
+
+
+def load_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 that says what is wrong."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", "malformed_json") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("the body is JSON but not an object", "malformed_json")
+    return doc
+
+
+def job_id_of(value: Any, where: str) -> str:
+    """A job ID from a body field: a non-empty string or an integer."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadRequest(f"no job ID at {where} in the body", "missing_job_id")
+    job_id = str(value)
+    if not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
+        raise BadRequest(f"the job ID at {where} is empty or longer than {MAX_JOB_ID_LENGTH}", "bad_job_id")
+    return job_id
+
+
+def status_of(value: Any, words: Mapping[str, Status], where: str) -> Status:
+    """Map a provider's status word to a relay status; an unknown word is a 400 so the sender retries."""
+    if not isinstance(value, str):
+        raise BadRequest(f"no status at {where} in the body", "missing_status")
+    status = words.get(value.lower())
+    if status is None:
+        raise BadRequest(
+            f"unknown status {value[:64]!r} at {where}; map it with the source's status_map", "unknown_status"
+        )
+    return status

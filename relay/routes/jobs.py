@@ -1,0 +1,167 @@
+"""Jobs: register, read (with long-poll), list."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive
+
+from relay.errors import BadRequest, NotFound
+from relay.hub import Waiter
+from relay.models import Job, Registration, Status
+from relay.providers.base import load_object
+from relay.routes.common import authorize, json_response, read_body, services
+
+__all__ = ["routes"]
+
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
+MAX_LIST_LIMIT = 500
+
+
+def _wait_seconds(request: Request, max_wait_s: float) -> float | None:
+    """`?wait=S` or `Prefer: wait=S` (the query wins); None when neither asks to wait."""
+    raw = request.query_params.get("wait")
+    if raw is None:
+        match = _PREFER_WAIT.search(request.headers.get("prefer", ""))
+        raw = match.group(1) if match else None
+    if raw is None:
+        return None
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise BadRequest(f"wait must be a number of seconds, got {raw!r}", "bad_wait") from None
+    if not 0 < wait <= max_wait_s:
+        raise BadRequest(f"wait must be more than 0 and at most {max_wait_s:g} seconds", "bad_wait")
+    return wait
+
+
+async def _until_disconnect(receive: Receive, waiter: Waiter) -> None:
+    """Wake the waiter when the client hangs up, so its slot is freed at once."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    waiter.wake()
+
+
+async def get_job(request: Request) -> Response:
+    """The job; with a wait, held until it is final, the time is up, or the client leaves."""
+    svc = services(request)
+    key = (request.path_params["source"], request.path_params["job_id"])
+    authorize(request, key)
+    wait = _wait_seconds(request, svc.settings.max_wait_s)
+    if wait is None:
+        job = await svc.store.get_job(*key)
+    else:
+        job, client_left = await _long_poll(request, key, wait)
+        if client_left:
+            return Response(status_code=499)  # nobody is listening; the server drops it
+    if job is None:
+        raise NotFound(f"no job {key[1]!r} from source {key[0]!r}", "unknown_job")
+    headers = (
+        {"Preference-Applied": f"wait={wait:g}"} if wait is not None and "prefer" in request.headers else None
+    )
+    return json_response(job.to_public(), headers=headers)
+
+
+async def _long_poll(request: Request, key: tuple[str, str], wait: float) -> tuple[Job | None, bool]:
+    """The job once final or when `wait` is up, and whether the client left first."""
+    svc = services(request)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + wait
+    # Subscribe before reading, so a result committed between the read and the wait still wakes us.
+    async with svc.hub.subscribe(key) as waiter:
+        job = await svc.store.get_job(*key)
+        if job is not None and job.final:
+            return job, False
+        watcher = asyncio.ensure_future(_until_disconnect(request.receive, waiter))
+        try:
+            while (remaining := until - loop.time()) > 0:
+                woken = await waiter.wait(min(remaining, svc.settings.waiter_poll_s))
+                if watcher.done():
+                    return None, True
+                # The hub hands over the committed job when it has it; otherwise the store is asked again.
+                job = waiter.job if woken and waiter.job is not None else await svc.store.get_job(*key)
+                if job is not None and job.final:
+                    break
+        finally:
+            watcher.cancel()
+    return job, False
+
+
+async def register_job(request: Request) -> Response:
+    """Register a job (201) or merge into the one a callback already made (200)."""
+    svc = services(request)
+    authorize(request)
+    doc = load_object(await read_body(request, svc.settings.max_body_bytes))
+    registration = _registration(doc, svc.providers.keys())
+    source = svc.settings.sources[registration.source]
+    job, created = await svc.store.register(registration, svc.clock(), source.timeout_s)
+    body = job.to_public()
+    body["ticket"] = svc.tokens.ticket(job.source, job.job_id)
+    body["webhook_url"] = svc.webhook_url(job.source)
+    return json_response(body, 201 if created else 200)
+
+
+def _registration(doc: dict[str, Any], sources: Any) -> Registration:
+    unknown = set(doc) - {"source", "job_id", "timeout_s", "subscribers", "metadata"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", "bad_field")
+    source, job_id = doc.get("source"), doc.get("job_id")
+    if not isinstance(source, str) or source not in sources:
+        raise BadRequest(f"source {source!r} is not configured", "unknown_source")
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        job_id = str(job_id)
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 256:
+        raise BadRequest("job_id must be a non-empty string of at most 256 characters", "bad_job_id")
+    timeout_s = doc.get("timeout_s")
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0
+    ):
+        raise BadRequest("timeout_s must be a positive number of seconds", "bad_field")
+    subscribers = doc.get("subscribers") or []
+    if not isinstance(subscribers, list) or not all(
+        isinstance(url, str) and url.startswith(("http://", "https://")) for url in subscribers
+    ):
+        raise BadRequest("subscribers must be a list of http(s) URLs", "bad_field")
+    metadata = doc.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise BadRequest("metadata must be an object", "bad_field")
+    return Registration(
+        source, job_id, None if timeout_s is None else float(timeout_s), tuple(subscribers), metadata
+    )
+
+
+async def list_jobs(request: Request) -> Response:
+    """Jobs newest first, filtered by source and status, with an opaque cursor for the next page."""
+    svc = services(request)
+    authorize(request)
+    params = request.query_params
+    status = params.get("status") or None
+    if status is not None and status not in Status.__members__.values():
+        raise BadRequest(f"unknown status {status!r}", "bad_status")
+    try:
+        limit = int(params.get("limit", "50"))
+        before = int(params["cursor"]) if params.get("cursor") else None
+    except ValueError:
+        raise BadRequest("limit and cursor must be integers from an earlier answer", "bad_cursor") from None
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise BadRequest(f"limit must be from 1 to {MAX_LIST_LIMIT}", "bad_limit")
+    jobs = await svc.store.list_jobs(
+        source=params.get("source") or None,
+        status=None if status is None else Status(status),
+        limit=limit,
+        before=before,
+    )
+    next_cursor = str(jobs[-1].row_id) if len(jobs) == limit else None
+    return json_response({"jobs": [job.to_public() for job in jobs], "next_cursor": next_cursor})
+
+
+routes = [
+    Route("/v1/jobs", register_job, methods=["POST"]),
+    Route("/v1/jobs", list_jobs, methods=["GET"]),
+    Route("/v1/jobs/{source}/{job_id}", get_job, methods=["GET"]),
+]

@@ -1,0 +1,225 @@
+"""One frozen settings object from a TOML file plus environment overrides; the only reader of os.environ."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from relay import signing
+from relay.errors import ConfigError
+from relay.providers import KINDS, SourceConfig, build_provider
+from relay.tokens import Tokens
+
+__all__ = ["DEFAULT_CONFIG_PATH", "Settings", "config_path", "load_settings", "write_first_run_config"]
+
+DEFAULT_CONFIG_PATH = Path("relay.toml")
+
+# Top-level keys with their defaults; `*_env` forms are accepted for the secret ones.
+_TOP_LEVEL: dict[str, Any] = {
+    "database": "sqlite:///relay.db",
+    "public_url": None,
+    "host": "127.0.0.1",
+    "port": 8000,
+    "secret_key": None,
+    "api_keys": (),
+    "signing_secret": None,
+    "sweep_interval_s": 5.0,
+    "max_body_bytes": 4 * 1024 * 1024,
+    "allow_private_destinations": False,
+    "max_waiters": 20_000,
+    "max_wait_s": 300.0,
+    "waiter_poll_s": 10.0,
+    "sqlite_synchronous": "full",
+}
+_SECRET_KEYS = ("secret_key", "api_keys", "signing_secret")
+_SOURCE_COMMON = {"kind", "secret", "secret_env", "timeout_s", "tolerance_s"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything relay reads from its configuration, validated once."""
+
+    secret_key: str = field(repr=False)
+    api_keys: tuple[str, ...] = field(repr=False)
+    database: str = _TOP_LEVEL["database"]
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    signing_secret: str | None = field(default=None, repr=False)
+    sweep_interval_s: float = 5.0
+    max_body_bytes: int = _TOP_LEVEL["max_body_bytes"]
+    allow_private_destinations: bool = False
+    max_waiters: int = 20_000
+    max_wait_s: float = 300.0
+    waiter_poll_s: float = 10.0
+    sqlite_synchronous: str = "full"
+    sources: Mapping[str, SourceConfig] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        """Where providers reach this relay: `public_url`, or the listening address."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def webhook_url(self, source: str, tokens: Tokens) -> str:
+        """The URL a provider posts `source`'s callbacks to (with a token where the kind signs nothing)."""
+        url = f"{self.base_url}/hooks/{quote(source, safe='')}"
+        if not KINDS[self.sources[source].kind].signed:
+            url += "/" + tokens.hook_token(source)
+        return url
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file named on the command line, else by `RELAY_CONFIG`, else None."""
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit
+    return Path(env["RELAY_CONFIG"]) if env.get("RELAY_CONFIG") else None
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read `path` (or `RELAY_CONFIG`), apply environment and explicit overrides, and validate."""
+    env = os.environ if environ is None else environ
+    path = config_path(path, env)
+    raw: dict[str, Any] = _read_toml(path) if path is not None else {}
+    for var, key in (
+        ("RELAY_DATABASE_URL", "database"),
+        ("RELAY_SECRET_KEY", "secret_key"),
+        ("RELAY_PUBLIC_URL", "public_url"),
+    ):
+        if env.get(var):
+            raw.pop(f"{key}_env", None)
+            raw[key] = env[var]
+    if env.get("RELAY_API_KEYS"):
+        raw.pop("api_keys_env", None)
+        raw["api_keys"] = [k.strip() for k in env["RELAY_API_KEYS"].split(",") if k.strip()]
+    raw.update(overrides or {})
+    return _validate(raw, env)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _from_env(raw: dict[str, Any], key: str, env: Mapping[str, str], where: str) -> Any:
+    """`key`, or the environment variable named by `key_env`."""
+    var = raw.get(f"{key}_env")
+    if var is None:
+        return raw.get(key)
+    if key in raw:
+        raise ConfigError(f"{where}{key}: set either {key} or {key}_env, not both")
+    if not isinstance(var, str) or var not in env:
+        raise ConfigError(f"{where}{key}_env: environment variable {var!r} is not set")
+    return env[var]
+
+
+def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
+    allowed = set(_TOP_LEVEL) | {f"{k}_env" for k in _SECRET_KEYS} | {"sources"}
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{key}: unknown config key")
+    values: dict[str, Any] = {}
+    for key, default in _TOP_LEVEL.items():
+        value = _from_env(raw, key, env, "") if key in _SECRET_KEYS else raw.get(key, default)
+        values[key] = default if value is None else _typed(key, value, default)
+    if isinstance(values["api_keys"], str):
+        values["api_keys"] = [k.strip() for k in values["api_keys"].split(",") if k.strip()]
+    if not isinstance(values["api_keys"], list | tuple) or not all(
+        isinstance(k, str) for k in values["api_keys"]
+    ):
+        raise ConfigError("api_keys: expected a list of strings")
+    values["api_keys"] = tuple(values["api_keys"])
+    if not values["secret_key"]:
+        raise ConfigError("secret_key: required (or secret_key_env, or RELAY_SECRET_KEY)")
+    if values["sqlite_synchronous"] not in ("full", "normal"):
+        raise ConfigError("sqlite_synchronous: expected 'full' or 'normal'")
+    if values["max_body_bytes"] <= 0:
+        raise ConfigError("max_body_bytes: must be positive")
+    if values["signing_secret"]:
+        try:
+            signing.decode_secret(values["signing_secret"])
+        except ConfigError as exc:
+            raise ConfigError(f"signing_secret: {exc}") from None
+    sources = raw.get("sources", {})
+    if not isinstance(sources, dict):
+        raise ConfigError("sources: expected tables [sources.NAME]")
+    values["sources"] = {name: _source(name, table, env) for name, table in sources.items()}
+    return Settings(**values)
+
+
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """`value` checked against the type of its default (ints are taken where floats are expected)."""
+    if isinstance(default, tuple):  # api_keys: a list, or a comma-separated string from the environment
+        return value
+    expected: type | tuple[type, ...] = str if default is None else type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+        raise ConfigError(f"{key}: expected {getattr(expected, '__name__', expected)}, got {value!r}")
+    return value
+
+
+def _source(name: str, table: Any, env: Mapping[str, str]) -> SourceConfig:
+    where = f"sources.{name}."
+    if not isinstance(table, dict):
+        raise ConfigError(f"sources.{name}: expected a table")
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ConfigError(f"sources.{name}: a source name may hold only letters, digits, '-', '_' and '.'")
+    kind = table.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}kind: unknown kind {kind!r} (one of {', '.join(sorted(KINDS))})")
+    provider_cls = KINDS[kind]
+    for key in table:
+        if key not in _SOURCE_COMMON and key not in provider_cls.options:
+            raise ConfigError(f"{where}{key}: unknown key for kind {kind!r}")
+    secret = _from_env(table, "secret", env, where)
+    secret_list = [secret] if isinstance(secret, str) else secret or []
+    if not isinstance(secret_list, list) or not all(isinstance(s, str) and s for s in secret_list):
+        raise ConfigError(f"{where}secret: expected a string or a list of strings")
+    numbers = {}
+    for key, default in (("timeout_s", 900.0), ("tolerance_s", 300.0)):
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where}{key}: expected a positive number, got {value!r}")
+        numbers[key] = float(value)
+    options = {key: table.get(key, default) for key, default in provider_cls.options.items()}
+    source = SourceConfig(name=name, kind=kind, secrets=tuple(secret_list), options=options, **numbers)
+    build_provider(source)  # raises a ConfigError naming the key when the kind's own checks fail
+    return source
+
+
+def write_first_run_config(path: Path) -> dict[str, str]:
+    """Create a config with a fresh secret key, API key and demo source; answer what to show the user once."""
+    created = {
+        "secret_key": secrets.token_urlsafe(32),
+        "api_key": "rk_" + secrets.token_urlsafe(24),
+        "demo_secret": signing.new_secret(),
+    }
+    text = (
+        "# Written by relay on first start. Edit freely; see the README for every key.\n"
+        f"secret_key = {json.dumps(created['secret_key'])}\n"
+        f"api_keys = [{json.dumps(created['api_key'])}]\n\n"
+        "[sources.demo]\n"
+        'kind = "standard-webhooks"\n'
+        f"secret = {json.dumps(created['demo_secret'])}\n"
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return created

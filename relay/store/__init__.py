@@ -1,0 +1,65 @@
+"""The `Store` protocol: domain operations, one backend per database, chosen by URL scheme."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from relay.models import Callback, IngestOutcome, Job, Registration, Status
+
+__all__ = ["CallbackRecord", "Store", "open_store"]
+
+
+class CallbackRecord(Protocol):
+    delivery_id: str
+    received_at: float
+    status: Status
+    via: str
+
+
+class Store(Protocol):
+    """What relay needs from a database. Time is passed in (`now`), never read inside."""
+
+    async def ingest(self, source: str, callback: Callback, now: float, timeout_s: float) -> IngestOutcome:
+        """Store a callback and apply it to its job in one transaction; dedupe by delivery ID."""
+        ...
+
+    async def register(self, registration: Registration, now: float, timeout_s: float) -> tuple[Job, bool]:
+        """Create the job or merge into it; answer the job and whether it was created."""
+        ...
+
+    async def get_job(self, source: str, job_id: str) -> Job | None:
+        """The job, or None when it is not known."""
+        ...
+
+    async def list_jobs(
+        self, *, source: str | None, status: Status | None, limit: int, before: int | None
+    ) -> list[Job]:
+        """Jobs newest first, optionally filtered, starting below row `before`."""
+        ...
+
+    async def list_callbacks(self, source: str, job_id: str) -> list[dict[str, object]]:
+        """A job's accepted callbacks, oldest first."""
+        ...
+
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release the database."""
+        ...
+
+
+async def open_store(url: str, *, synchronous: str = "full") -> Store:
+    """Open the backend for `url` (`sqlite:///path`); backends are imported lazily."""
+    if url.startswith("sqlite://"):
+        from relay.store.sqlite import SQLiteStore
+
+        return await SQLiteStore.open(
+            url.removeprefix("sqlite://").removeprefix("/") or "relay.db", synchronous=synchronous
+        )
+    raise ValueError(f"database: unsupported URL scheme in {url!r} (sqlite:///path)")

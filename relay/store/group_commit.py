@@ -1,0 +1,110 @@
+"""Group commit for SQLite: one writer thread runs queued operations in shared transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+__all__ = ["GroupCommitWriter"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Operation = Callable[..., Any]
+_Queued = tuple[Operation, tuple[Any, ...], "asyncio.Future[Any]"]
+
+
+def _CLOSE(conn: sqlite3.Connection) -> None:
+    """Marker operation: the writer stops after the batch that holds it."""
+
+
+# Bounds one transaction, so a burst cannot hold a request's answer behind thousands of others.
+MAX_BATCH = 256
+
+
+class GroupCommitWriter:
+    """Serialises writes: each batch of queued operations is one transaction and one fsync.
+
+    The connection lives on its own thread and a whole batch crosses to it once, instead of a thread hop
+    per statement. Each operation runs inside a savepoint, so one failing operation fails only its caller.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-writer")
+        self._connect = connect
+        self._conn: sqlite3.Connection | None = None
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # read by tests and benchmarks to see that commits are shared
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, self._connect)
+        self._task = asyncio.create_task(self._run(), name="relay-sqlite-writer")
+
+    async def run(self, operation: Callable[..., T], *args: Any) -> T:
+        """Run `operation(conn, *args)` in the next transaction; return once that transaction committed."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((operation, args, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        closing = False
+        while not closing:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            if batch[-1][0] is _CLOSE:  # close() queues this last, after every caller's operation
+                batch.pop()
+                closing = True
+            try:
+                outcomes = await loop.run_in_executor(self._executor, self._apply, batch)
+            except Exception as exc:  # the commit itself failed: no operation of the batch is stored
+                log.exception("sqlite batch of %d failed to commit", len(batch))
+                outcomes = [(False, exc)] * len(batch)
+            self.batches += 1
+            for (_, _, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():  # the caller went away; its write still happened
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _apply(self, batch: list[_Queued]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        assert conn is not None
+        outcomes: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for operation, args, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, operation(conn, *args)))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    async def close(self) -> None:
+        """Let queued operations commit, then close the connection and the thread."""
+        if self._task is not None and not self._task.done():
+            self._queue.put_nowait((_CLOSE, (), asyncio.get_running_loop().create_future()))
+            await self._task
+        loop = asyncio.get_running_loop()
+        if self._conn is not None:
+            await loop.run_in_executor(self._executor, self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,36 @@
+-- relay's SQLite schema, version 1. Times are unix seconds (REAL); JSON is stored as orjson bytes.
+CREATE TABLE IF NOT EXISTS jobs (
+    id            INTEGER PRIMARY KEY,
+    source        TEXT NOT NULL,
+    job_id        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    result        BLOB,
+    error         TEXT,
+    late          INTEGER NOT NULL DEFAULT 0,
+    metadata      BLOB NOT NULL DEFAULT '{}',
+    subscribers   BLOB NOT NULL DEFAULT '[]',
+    timeout_s     REAL,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    finished_at   REAL,
+    deadline      REAL,
+    callbacks     INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (source, job_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_source ON jobs (source, id);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);
+-- The sweeper's index: only jobs that can still time out are in it.
+CREATE INDEX IF NOT EXISTS jobs_open_deadline ON jobs (deadline) WHERE status IN ('pending', 'running');
+
+CREATE TABLE IF NOT EXISTS callbacks (
+    id            INTEGER PRIMARY KEY,
+    source        TEXT NOT NULL,
+    job_id        TEXT NOT NULL,
+    delivery_id   TEXT NOT NULL,
+    received_at   REAL NOT NULL,
+    status        TEXT NOT NULL,
+    via           TEXT NOT NULL,
+    body          BLOB NOT NULL,
+    UNIQUE (source, delivery_id)
+);
+CREATE INDEX IF NOT EXISTS callbacks_by_job ON callbacks (source, job_id, id);

@@ -1,0 +1,231 @@
+"""The embedded backend: SQLite in WAL mode, writes through one group-commit writer, reads via aiosqlite."""
+
+from __future__ import annotations
+
+import sqlite3
+from importlib import resources
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from relay.models import Callback, IngestOutcome, Job, Registration, Status, transition
+from relay.store.group_commit import GroupCommitWriter
+
+__all__ = ["SQLiteStore"]
+
+SCHEMA_VERSION = 1
+_JOB_COLUMNS = (
+    "id, source, job_id, status, result, error, late, metadata, created_at, updated_at, "
+    "finished_at, deadline, callbacks, subscribers, timeout_s"
+)
+_SELECT_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE source = ? AND job_id = ?"
+_SELECT_JOB_BY_ROW = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
+
+
+def _job(row: Any) -> Job:
+    return Job(
+        row_id=row[0],
+        source=row[1],
+        job_id=row[2],
+        status=Status(row[3]),
+        result=None if row[4] is None else orjson.loads(row[4]),
+        error=row[5],
+        late=bool(row[6]),
+        metadata=orjson.loads(row[7]),
+        created_at=row[8],
+        updated_at=row[9],
+        finished_at=row[10],
+        deadline=row[11],
+        callbacks=row[12],
+        subscribers=tuple(orjson.loads(row[13])),
+    )
+
+
+def _dump(value: Any) -> bytes | None:
+    return None if value is None else orjson.dumps(value)
+
+
+def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+class SQLiteStore:
+    """`Store` on one SQLite file. Safe for one relay process (the group-commit writer is the only writer)."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self.writer = GroupCommitWriter(self._connect_writer)
+        self._reader: aiosqlite.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: str, *, synchronous: str = "full") -> SQLiteStore:
+        store = cls(path, synchronous)
+        await store.writer.start()
+        store._reader = await aiosqlite.connect(path)
+        await store._reader.execute("PRAGMA busy_timeout = 5000")
+        return store
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        _configure(conn, self._synchronous)
+        _migrate(conn)
+        return conn
+
+    @property
+    def _db(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("the store is closed")
+        return self._reader
+
+    async def ingest(self, source: str, callback: Callback, now: float, timeout_s: float) -> IngestOutcome:
+        return await self.writer.run(_ingest, source, callback, now, timeout_s)
+
+    async def register(self, registration: Registration, now: float, timeout_s: float) -> tuple[Job, bool]:
+        return await self.writer.run(_register, registration, now, timeout_s)
+
+    async def get_job(self, source: str, job_id: str) -> Job | None:
+        async with self._db.execute(_SELECT_JOB, (source, job_id)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _job(row)
+
+    async def list_jobs(
+        self, *, source: str | None, status: Status | None, limit: int, before: int | None
+    ) -> list[Job]:
+        clauses, params = [], []
+        for clause, value in (("source = ?", source), ("status = ?", status), ("id < ?", before)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ?"
+        rows = await self._db.execute_fetchall(sql, (*params, limit))
+        return [_job(row) for row in rows]
+
+    async def list_callbacks(self, source: str, job_id: str) -> list[dict[str, object]]:
+        rows = await self._db.execute_fetchall(
+            "SELECT delivery_id, received_at, status, via FROM callbacks"
+            " WHERE source = ? AND job_id = ? ORDER BY id",
+            (source, job_id),
+        )
+        return [{"delivery_id": r[0], "received_at": r[1], "status": Status(r[2]), "via": r[3]} for r in rows]
+
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        rows = await self._db.execute_fetchall("SELECT status, count(*) FROM jobs GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
+
+    async def ping(self) -> None:
+        await self._db.execute_fetchall("SELECT 1")
+
+    async def close(self) -> None:
+        await self.writer.close()
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"the database is at schema {version}, newer than this relay ({SCHEMA_VERSION})")
+    if version < 1:
+        schema = resources.files("relay.store").joinpath("schema.sql").read_text()
+        conn.executescript(f"BEGIN; {schema}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+
+def _ingest(
+    conn: sqlite3.Connection, source: str, cb: Callback, now: float, timeout_s: float
+) -> IngestOutcome:
+    stored = conn.execute(
+        "INSERT INTO callbacks (source, job_id, delivery_id, received_at, status, via, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, delivery_id) DO NOTHING",
+        (source, cb.job_id, cb.delivery_id, now, cb.status.value, cb.via, cb.body),
+    ).rowcount
+    row = conn.execute(_SELECT_JOB, (source, cb.job_id)).fetchone()
+    if not stored and row is not None:  # a redelivery: already kept, changes nothing
+        return IngestOutcome(_job(row), duplicate=True, changed=False)
+    current = None if row is None else Status(row[3])
+    step = transition(current, cb.status)
+    final = step.status is not None and step.status.final
+    if row is None:
+        assert step.status is not None
+        row_id = conn.execute(
+            "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at,"
+            " finished_at, deadline, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            (
+                source,
+                cb.job_id,
+                step.status.value,
+                _dump(cb.result) if final else None,
+                cb.error if final else None,
+                now,
+                now,
+                now if final else None,
+                now + timeout_s,
+            ),
+        ).lastrowid
+    elif step.status is not None:
+        row_id = row[0]
+        if final:
+            conn.execute(
+                "UPDATE jobs SET status = ?, late = ?, result = ?, error = ?, updated_at = ?,"
+                " finished_at = ?, callbacks = callbacks + 1 WHERE id = ?",
+                (step.status.value, step.late, _dump(cb.result), cb.error, now, now, row_id),
+            )
+        else:  # first word from the provider: a job without its own timeout is due a source timeout from now
+            conn.execute(
+                "UPDATE jobs SET status = ?, updated_at = ?, callbacks = callbacks + 1,"
+                " deadline = CASE WHEN timeout_s IS NULL THEN ? ELSE deadline END WHERE id = ?",
+                (step.status.value, now, now + timeout_s, row_id),
+            )
+    else:
+        row_id = row[0]
+        conn.execute("UPDATE jobs SET callbacks = callbacks + 1 WHERE id = ?", (row_id,))
+    job = _job(conn.execute(_SELECT_JOB_BY_ROW, (row_id,)).fetchone())
+    # Anything reaching a job already final (but a late result after timed_out) changes nothing.
+    return IngestOutcome(
+        job, duplicate=current is not None and current.final and not step.changed, changed=step.changed
+    )
+
+
+def _register(conn: sqlite3.Connection, reg: Registration, now: float, timeout_s: float) -> tuple[Job, bool]:
+    row = conn.execute(_SELECT_JOB, (reg.source, reg.job_id)).fetchone()
+    if row is None:
+        row_id = conn.execute(
+            "INSERT INTO jobs (source, job_id, status, metadata, subscribers, timeout_s, created_at,"
+            " updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                reg.source,
+                reg.job_id,
+                Status.PENDING.value,
+                orjson.dumps(reg.metadata),
+                orjson.dumps(list(reg.subscribers)),
+                reg.timeout_s,
+                now,
+                now,
+                now + (reg.timeout_s or timeout_s),
+            ),
+        ).lastrowid
+        return _job(conn.execute(_SELECT_JOB_BY_ROW, (row_id,)).fetchone()), True
+    job = _job(row)
+    subscribers = list(dict.fromkeys((*job.subscribers, *reg.subscribers)))
+    deadline = job.deadline
+    if reg.timeout_s is not None and not job.final:
+        deadline = job.created_at + reg.timeout_s
+    conn.execute(
+        "UPDATE jobs SET metadata = ?, subscribers = ?, timeout_s = COALESCE(?, timeout_s), deadline = ?,"
+        " updated_at = ? WHERE id = ?",
+        (
+            orjson.dumps({**job.metadata, **reg.metadata}),
+            orjson.dumps(subscribers),
+            reg.timeout_s,
+            deadline,
+            now,
+            job.row_id,
+        ),
+    )
+    return _job(conn.execute(_SELECT_JOB_BY_ROW, (job.row_id,)).fetchone()), False
