@@ -56,9 +56,9 @@ def signed_headers(
     }
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0) -> None:
-    """Wait until `condition()` holds, checking often; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def wait_for(condition: Callable[[], Awaitable[bool] | bool], within: float = 5.0) -> None:
+    """Wait until `condition()` holds, checking often; fail after `within` seconds."""
+    deadline = time.monotonic() + within
     while True:
         result = condition()
         if not isinstance(result, bool):
@@ -66,7 +66,7 @@ async def wait_for(condition: Callable[[], Awaitable[bool] | bool], timeout: flo
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(0.005)
 
 
@@ -111,7 +111,7 @@ async def start_relay(settings: Settings, clock: Callable[[], float] = time.time
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started or task.done(), timeout=10)
+    await wait_for(lambda: server.started or task.done(), within=10)
     if task.done():
         task.result()
         raise RuntimeError("relay did not start")
