@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "FINAL_STATUSES",
     "Callback",
+    "Event",
     "IngestOutcome",
     "Job",
     "Registration",
@@ -99,6 +100,27 @@ class Job:
             "deadline": iso(self.deadline),
             "callbacks": self.callbacks,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One status change of a job; `id` orders a job's events, `event_id` is its webhook-id."""
+
+    id: int
+    event_id: str
+    source: str
+    job_id: str
+    type: str
+    created_at: float
+    data: dict[str, Any]
+
+    @staticmethod
+    def type_for(status: Status) -> str:
+        return f"job.{status.value}"
+
+    def to_public(self) -> dict[str, Any]:
+        """The event body of a delivery and of an SSE message."""
+        return {"id": self.event_id, "type": self.type, "timestamp": iso(self.created_at), "data": self.data}
 
 
 @dataclass(frozen=True, slots=True)

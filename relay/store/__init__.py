@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from relay.models import Callback, IngestOutcome, Job, Registration, Status
+from relay.models import Callback, Event, IngestOutcome, Job, Registration, Status
 
 __all__ = ["CallbackRecord", "Store", "open_store"]
 
@@ -39,6 +39,10 @@ class Store(Protocol):
 
     async def list_callbacks(self, source: str, job_id: str) -> list[dict[str, object]]:
         """A job's accepted callbacks, oldest first."""
+        ...
+
+    async def list_events(self, source: str, job_id: str, after: int = 0) -> list[Event]:
+        """A job's events with an id above `after`, in order."""
         ...
 
     async def count_jobs_by_status(self) -> dict[str, int]:

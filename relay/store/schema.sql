@@ -34,3 +34,15 @@ CREATE TABLE IF NOT EXISTS callbacks (
     UNIQUE (source, delivery_id)
 );
 CREATE INDEX IF NOT EXISTS callbacks_by_job ON callbacks (source, job_id, id);
+
+-- Every status change of a job, in order: the SSE stream's ids and the source of subscriber deliveries.
+CREATE TABLE IF NOT EXISTS events (
+    id            INTEGER PRIMARY KEY,
+    event_id      TEXT NOT NULL UNIQUE,
+    source        TEXT NOT NULL,
+    job_id        TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    data          BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (source, job_id, id);

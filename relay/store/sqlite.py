@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from importlib import resources
 from typing import Any
 
 import aiosqlite
 import orjson
 
-from relay.models import Callback, IngestOutcome, Job, Registration, Status, transition
+from relay.models import Callback, Event, IngestOutcome, Job, Registration, Status, transition
 from relay.store.group_commit import GroupCommitWriter
 
 __all__ = ["SQLiteStore"]
@@ -40,6 +41,26 @@ def _job(row: Any) -> Job:
         callbacks=row[12],
         subscribers=tuple(orjson.loads(row[13])),
     )
+
+
+_EVENT_COLUMNS = "id, event_id, source, job_id, type, created_at, data"
+
+
+def _event(row: Any) -> Event:
+    return Event(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]))
+
+
+def emit_event(conn: sqlite3.Connection, job: Job, now: float) -> Event:
+    """Record the job's new status as an event, in the transaction that changed it (the outbox)."""
+    event_id = f"evt_{uuid.uuid4().hex}"
+    kind = Event.type_for(job.status)
+    data = job.to_public()
+    row_id = conn.execute(
+        "INSERT INTO events (event_id, source, job_id, type, created_at, data) VALUES (?, ?, ?, ?, ?, ?)",
+        (event_id, job.source, job.job_id, kind, now, orjson.dumps(data)),
+    ).lastrowid
+    assert row_id is not None
+    return Event(row_id, event_id, job.source, job.job_id, kind, now, data)
 
 
 def _dump(value: Any) -> bytes | None:
@@ -114,6 +135,13 @@ class SQLiteStore:
         )
         return [{"delivery_id": r[0], "received_at": r[1], "status": Status(r[2]), "via": r[3]} for r in rows]
 
+    async def list_events(self, source: str, job_id: str, after: int = 0) -> list[Event]:
+        rows = await self._db.execute_fetchall(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE source = ? AND job_id = ? AND id > ? ORDER BY id",
+            (source, job_id, after),
+        )
+        return [_event(row) for row in rows]
+
     async def count_jobs_by_status(self) -> dict[str, int]:
         rows = await self._db.execute_fetchall("SELECT status, count(*) FROM jobs GROUP BY status")
         return {str(status): int(n) for status, n in rows}
@@ -186,6 +214,8 @@ def _ingest(
         row_id = row[0]
         conn.execute("UPDATE jobs SET callbacks = callbacks + 1 WHERE id = ?", (row_id,))
     job = _job(conn.execute(_SELECT_JOB_BY_ROW, (row_id,)).fetchone())
+    if step.changed:
+        emit_event(conn, job, now)
     # Anything reaching a job already final (but a late result after timed_out) changes nothing.
     return IngestOutcome(
         job, duplicate=current is not None and current.final and not step.changed, changed=step.changed

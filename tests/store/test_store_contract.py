@@ -185,3 +185,18 @@ async def test_unknown_job_is_none(store: Store) -> None:
     """Reading a job nobody heard of answers None, and ping works on an empty store."""
     assert await store.get_job("demo", "nope") is None
     await store.ping()
+
+
+async def test_each_status_change_is_one_event(store: Store) -> None:
+    """Events follow status changes in order; duplicates and no-ops emit nothing."""
+    await store.register(Registration("demo", "j"), T0, TIMEOUT)
+    await store.ingest("demo", callback("j", Status.RUNNING, "d1"), T0 + 1, TIMEOUT)
+    await store.ingest("demo", callback("j", Status.RUNNING, "d2"), T0 + 2, TIMEOUT)
+    await store.ingest("demo", callback("j", Status.SUCCEEDED, "d3", {"v": 1}), T0 + 3, TIMEOUT)
+    await store.ingest("demo", callback("j", Status.SUCCEEDED, "d3", {"v": 1}), T0 + 4, TIMEOUT)
+    await store.ingest("demo", callback("j", Status.FAILED, "d4"), T0 + 5, TIMEOUT)
+    events = await store.list_events("demo", "j")
+    assert [e.type for e in events] == ["job.running", "job.succeeded"]
+    assert events[1].data["result"] == {"v": 1} and events[1].created_at == T0 + 3
+    assert events[1].to_public()["id"].startswith("evt_") and events[0].id < events[1].id
+    assert await store.list_events("demo", "j", after=events[0].id) == [events[1]]
