@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from relay.errors import RelayError
 from relay.hub import Hub
 from relay.ingest import Ingestor
+from relay.loops import Loop
 from relay.metrics import Metrics
 from relay.providers import Provider, build_provider
 from relay.routes import hooks, jobs, ops
@@ -23,6 +25,8 @@ from relay.store import Store, open_store
 from relay.tokens import Tokens
 
 __all__ = ["Services", "create_app"]
+
+_LOOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Services:
     providers: dict[str, Provider]
     ingestor: Ingestor
     clock: Callable[[], float]
+    loops: list[Loop] = field(default_factory=list)
 
     def webhook_url(self, source: str) -> str:
         """The URL a provider posts this source's callbacks to (with a token where the kind signs nothing)."""
@@ -58,7 +63,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             providers = {name: build_provider(source) for name, source in settings.sources.items()}
             hub = Hub(settings.max_waiters)
             tokens = Tokens(settings.secret_key)
-            app.state.services = Services(
+            services = Services(
                 settings=settings,
                 store=store,
                 hub=hub,
@@ -68,7 +73,19 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 ingestor=Ingestor(providers, store, hub, tokens, clock),
                 clock=clock,
             )
-            yield
+            app.state.services = services
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(loop.run(stop), name=loop.name) for loop in services.loops]
+            try:
+                yield
+            finally:
+                # Stop taking work, give running rounds a bounded grace period, then cancel the rest.
+                stop.set()
+                if tasks:
+                    _, pending = await asyncio.wait(tasks, timeout=_LOOP_GRACE_S)
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
         finally:
             await store.close()
 
