@@ -37,9 +37,16 @@ _TOP_LEVEL: dict[str, Any] = {
     "max_wait_s": 300.0,
     "waiter_poll_s": 10.0,
     "sqlite_synchronous": "full",
+    "retention_days": 30.0,
+    "sse_heartbeat_s": 15.0,
+    "reconcile_concurrency": 8,
+    "reconcile_timeout_s": 10.0,
 }
 _SECRET_KEYS = ("secret_key", "api_keys", "signing_secret")
-_SOURCE_COMMON = {"kind", "secret", "secret_env", "timeout_s", "tolerance_s"}
+_SOURCE_COMMON = {
+    "kind", "secret", "secret_env", "timeout_s", "tolerance_s", "max_deadline_s", "reconcile_after_s",
+    "api_token", "api_token_env", "api_base_url",
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,10 @@ class Settings:
     max_wait_s: float = 300.0
     waiter_poll_s: float = 10.0
     sqlite_synchronous: str = "full"
+    retention_days: float = 30.0
+    sse_heartbeat_s: float = 15.0
+    reconcile_concurrency: int = 8
+    reconcile_timeout_s: float = 10.0
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
 
     @property
@@ -149,8 +160,10 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         raise ConfigError("secret_key: required (or secret_key_env, or RELAY_SECRET_KEY)")
     if values["sqlite_synchronous"] not in ("full", "normal"):
         raise ConfigError("sqlite_synchronous: expected 'full' or 'normal'")
-    if values["max_body_bytes"] <= 0:
-        raise ConfigError("max_body_bytes: must be positive")
+    for key in ("max_body_bytes", "retention_days", "sse_heartbeat_s", "reconcile_concurrency",
+                "reconcile_timeout_s", "sweep_interval_s", "max_wait_s", "waiter_poll_s"):
+        if values[key] <= 0:
+            raise ConfigError(f"{key}: must be positive")
     if values["signing_secret"]:
         try:
             signing.decode_secret(values["signing_secret"])
@@ -175,6 +188,16 @@ def _typed(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+_SOURCE_NUMBER_DEFAULTS = {"timeout_s": 900.0, "tolerance_s": 300.0, "max_deadline_s": 86_400.0}
+
+
+def _positive(table: dict[str, Any], key: str, where: str) -> float:
+    value = table.get(key, _SOURCE_NUMBER_DEFAULTS.get(key))
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
 def _source(name: str, table: Any, env: Mapping[str, str]) -> SourceConfig:
     where = f"sources.{name}."
     if not isinstance(table, dict):
@@ -192,14 +215,17 @@ def _source(name: str, table: Any, env: Mapping[str, str]) -> SourceConfig:
     secret_list = [secret] if isinstance(secret, str) else secret or []
     if not isinstance(secret_list, list) or not all(isinstance(s, str) and s for s in secret_list):
         raise ConfigError(f"{where}secret: expected a string or a list of strings")
-    numbers = {}
-    for key, default in (("timeout_s", 900.0), ("tolerance_s", 300.0)):
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"{where}{key}: expected a positive number, got {value!r}")
-        numbers[key] = float(value)
+    numbers = {key: _positive(table, key, where) for key in ("timeout_s", "tolerance_s", "max_deadline_s")}
+    reconcile_after_s = _positive(table, "reconcile_after_s", where) if "reconcile_after_s" in table else None
+    api_token = _from_env(table, "api_token", env, where)
+    api_base_url = table.get("api_base_url")
+    for key, value in (("api_token", api_token), ("api_base_url", api_base_url)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}{key}: expected a string")
     options = {key: table.get(key, default) for key, default in provider_cls.options.items()}
-    source = SourceConfig(name=name, kind=kind, secrets=tuple(secret_list), options=options, **numbers)
+    source = SourceConfig(name=name, kind=kind, secrets=tuple(secret_list), options=options,
+                          api_token=api_token, api_base_url=api_base_url, reconcile_after_s=reconcile_after_s,
+                          **numbers)
     build_provider(source)  # raises a ConfigError naming the key when the kind's own checks fail
     return source
 

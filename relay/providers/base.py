@@ -52,6 +52,12 @@ class SourceConfig:
     timeout_s: float = 900.0
     tolerance_s: float = 300.0
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Deadlines and reconciliation: a still-running answer extends a deadline up to created + max_deadline_s;
+    # reconcile_after_s asks the provider once, early, when no final callback has come by then.
+    max_deadline_s: float = 86_400.0
+    reconcile_after_s: float | None = None
+    api_token: str | None = field(default=None, repr=False)
+    api_base_url: str | None = None
 
 
 class Provider:

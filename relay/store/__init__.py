@@ -19,11 +19,24 @@ class CallbackRecord(Protocol):
 class Store(Protocol):
     """What relay needs from a database. Time is passed in (`now`), never read inside."""
 
-    async def ingest(self, source: str, callback: Callback, now: float, timeout_s: float) -> IngestOutcome:
+    async def ingest(
+        self,
+        source: str,
+        callback: Callback,
+        now: float,
+        timeout_s: float,
+        reconcile_after_s: float | None = None,
+    ) -> IngestOutcome:
         """Store a callback and apply it to its job in one transaction; dedupe by delivery ID."""
         ...
 
-    async def register(self, registration: Registration, now: float, timeout_s: float) -> tuple[Job, bool]:
+    async def register(
+        self,
+        registration: Registration,
+        now: float,
+        timeout_s: float,
+        reconcile_after_s: float | None = None,
+    ) -> tuple[Job, bool]:
         """Create the job or merge into it; answer the job and whether it was created."""
         ...
 
@@ -47,6 +60,30 @@ class Store(Protocol):
 
     async def count_jobs_by_status(self) -> dict[str, int]:
         """How many jobs are in each status."""
+        ...
+
+    async def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+        """Open jobs whose deadline is at or before `now`, most overdue first (index-only: cost ~ overdue)."""
+        ...
+
+    async def reconcile_due(self, now: float, limit: int) -> list[Job]:
+        """Open jobs whose one early reconcile is due."""
+        ...
+
+    async def time_out(self, source: str, job_id: str, now: float) -> IngestOutcome | None:
+        """Mark an open, overdue job timed_out (with its history entry and event); None if it no longer is."""
+        ...
+
+    async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:
+        """Move an open job's deadline; False when it is final."""
+        ...
+
+    async def clear_reconcile(self, source: str, job_id: str) -> None:
+        """Forget a job's early reconcile."""
+        ...
+
+    async def purge_finished(self, before: float, limit: int) -> int:
+        """Delete up to `limit` jobs finished before `before` with their history; answer how many."""
         ...
 
     async def ping(self) -> None:

@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at    REAL NOT NULL,
     finished_at   REAL,
     deadline      REAL,
+    reconcile_at  REAL,
     callbacks     INTEGER NOT NULL DEFAULT 0,
     UNIQUE (source, job_id)
 );
@@ -21,6 +22,10 @@ CREATE INDEX IF NOT EXISTS jobs_by_source ON jobs (source, id);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, id);
 -- The sweeper's index: only jobs that can still time out are in it.
 CREATE INDEX IF NOT EXISTS jobs_open_deadline ON jobs (deadline) WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS jobs_open_reconcile ON jobs (reconcile_at)
+    WHERE reconcile_at IS NOT NULL AND status IN ('pending', 'running');
+-- Retention reads finished jobs oldest first.
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS callbacks (
     id            INTEGER PRIMARY KEY,

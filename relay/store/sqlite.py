@@ -103,11 +103,24 @@ class SQLiteStore:
             raise RuntimeError("the store is closed")
         return self._reader
 
-    async def ingest(self, source: str, callback: Callback, now: float, timeout_s: float) -> IngestOutcome:
-        return await self.writer.run(_ingest, source, callback, now, timeout_s)
+    async def ingest(
+        self,
+        source: str,
+        callback: Callback,
+        now: float,
+        timeout_s: float,
+        reconcile_after_s: float | None = None,
+    ) -> IngestOutcome:
+        return await self.writer.run(_ingest, source, callback, now, timeout_s, reconcile_after_s)
 
-    async def register(self, registration: Registration, now: float, timeout_s: float) -> tuple[Job, bool]:
-        return await self.writer.run(_register, registration, now, timeout_s)
+    async def register(
+        self,
+        registration: Registration,
+        now: float,
+        timeout_s: float,
+        reconcile_after_s: float | None = None,
+    ) -> tuple[Job, bool]:
+        return await self.writer.run(_register, registration, now, timeout_s, reconcile_after_s)
 
     async def get_job(self, source: str, job_id: str) -> Job | None:
         async with self._db.execute(_SELECT_JOB, (source, job_id)) as cursor:
@@ -146,6 +159,36 @@ class SQLiteStore:
         rows = await self._db.execute_fetchall("SELECT status, count(*) FROM jobs GROUP BY status")
         return {str(status): int(n) for status, n in rows}
 
+    async def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+        from relay.store.sqlite_sweep import OVERDUE_SQL
+
+        return [_job(row) for row in await self._db.execute_fetchall(OVERDUE_SQL, (now, limit))]
+
+    async def reconcile_due(self, now: float, limit: int) -> list[Job]:
+        from relay.store.sqlite_sweep import RECONCILE_DUE_SQL
+
+        return [_job(row) for row in await self._db.execute_fetchall(RECONCILE_DUE_SQL, (now, limit))]
+
+    async def time_out(self, source: str, job_id: str, now: float) -> IngestOutcome | None:
+        from relay.store.sqlite_sweep import time_out
+
+        return await self.writer.run(time_out, source, job_id, now)
+
+    async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:
+        from relay.store.sqlite_sweep import extend_deadline
+
+        return await self.writer.run(extend_deadline, source, job_id, deadline)
+
+    async def clear_reconcile(self, source: str, job_id: str) -> None:
+        from relay.store.sqlite_sweep import clear_reconcile
+
+        await self.writer.run(clear_reconcile, source, job_id)
+
+    async def purge_finished(self, before: float, limit: int) -> int:
+        from relay.store.sqlite_sweep import purge_finished
+
+        return await self.writer.run(purge_finished, before, limit)
+
     async def ping(self) -> None:
         await self._db.execute_fetchall("SELECT 1")
 
@@ -166,7 +209,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _ingest(
-    conn: sqlite3.Connection, source: str, cb: Callback, now: float, timeout_s: float
+    conn: sqlite3.Connection,
+    source: str,
+    cb: Callback,
+    now: float,
+    timeout_s: float,
+    reconcile_after_s: float | None,
 ) -> IngestOutcome:
     stored = conn.execute(
         "INSERT INTO callbacks (source, job_id, delivery_id, received_at, status, via, body)"
@@ -183,7 +231,7 @@ def _ingest(
         assert step.status is not None
         row_id = conn.execute(
             "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at,"
-            " finished_at, deadline, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            " finished_at, deadline, reconcile_at, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
             (
                 source,
                 cb.job_id,
@@ -194,6 +242,7 @@ def _ingest(
                 now,
                 now if final else None,
                 now + timeout_s,
+                _reconcile_at(now, reconcile_after_s, final),
             ),
         ).lastrowid
     elif step.status is not None:
@@ -222,12 +271,22 @@ def _ingest(
     )
 
 
-def _register(conn: sqlite3.Connection, reg: Registration, now: float, timeout_s: float) -> tuple[Job, bool]:
+def _reconcile_at(now: float, reconcile_after_s: float | None, final: bool) -> float | None:
+    return None if reconcile_after_s is None or final else now + reconcile_after_s
+
+
+def _register(
+    conn: sqlite3.Connection,
+    reg: Registration,
+    now: float,
+    timeout_s: float,
+    reconcile_after_s: float | None,
+) -> tuple[Job, bool]:
     row = conn.execute(_SELECT_JOB, (reg.source, reg.job_id)).fetchone()
     if row is None:
         row_id = conn.execute(
             "INSERT INTO jobs (source, job_id, status, metadata, subscribers, timeout_s, created_at,"
-            " updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_at, deadline, reconcile_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 reg.source,
                 reg.job_id,
@@ -238,6 +297,7 @@ def _register(conn: sqlite3.Connection, reg: Registration, now: float, timeout_s
                 now,
                 now,
                 now + (reg.timeout_s or timeout_s),
+                _reconcile_at(now, reconcile_after_s, False),
             ),
         ).lastrowid
         return _job(conn.execute(_SELECT_JOB_BY_ROW, (row_id,)).fetchone()), True

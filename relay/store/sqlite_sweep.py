@@ -1,0 +1,74 @@
+"""The sweeper's SQL for SQLite: overdue jobs, time-outs, deadline extensions, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+from relay.models import IngestOutcome, Status
+from relay.store.sqlite import _JOB_COLUMNS, _SELECT_JOB, _job, emit_event
+
+__all__ = ["clear_reconcile", "extend_deadline", "purge_finished", "time_out"]
+
+_OPEN = "status IN ('pending', 'running')"
+OVERDUE_SQL = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {_OPEN} AND deadline <= ? ORDER BY deadline LIMIT ?"
+RECONCILE_DUE_SQL = (
+    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE reconcile_at IS NOT NULL AND {_OPEN} AND reconcile_at <= ?"
+    " ORDER BY reconcile_at LIMIT ?"
+)
+
+
+def time_out(conn: sqlite3.Connection, source: str, job_id: str, now: float) -> IngestOutcome | None:
+    """Mark the job timed_out if it is still open and overdue now; None when a callback got there first."""
+    row = conn.execute(_SELECT_JOB, (source, job_id)).fetchone()
+    if row is None or Status(row[3]).final or row[11] is None or row[11] > now:
+        return None
+    conn.execute(
+        "INSERT INTO callbacks (source, job_id, delivery_id, received_at, status, via, body)"
+        " VALUES (?, ?, ?, ?, ?, 'sweep', x'7b7d')",
+        (source, job_id, f"sweep_{uuid.uuid4().hex}", now, Status.TIMED_OUT.value),
+    )
+    conn.execute(
+        "UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?, reconcile_at = NULL,"
+        " callbacks = callbacks + 1 WHERE id = ?",
+        (Status.TIMED_OUT.value, now, now, row[0]),
+    )
+    job = _job(conn.execute(_SELECT_JOB, (source, job_id)).fetchone())
+    emit_event(conn, job, now)
+    return IngestOutcome(job, duplicate=False, changed=True)
+
+
+def extend_deadline(conn: sqlite3.Connection, source: str, job_id: str, deadline: float) -> bool:
+    """Move an open job's deadline (the provider says it is still running)."""
+    return bool(
+        conn.execute(
+            f"UPDATE jobs SET deadline = ? WHERE source = ? AND job_id = ? AND {_OPEN}",
+            (deadline, source, job_id),
+        ).rowcount
+    )
+
+
+def clear_reconcile(conn: sqlite3.Connection, source: str, job_id: str) -> None:
+    """The early reconcile is asked once: forget it whatever the answer."""
+    conn.execute("UPDATE jobs SET reconcile_at = NULL WHERE source = ? AND job_id = ?", (source, job_id))
+
+
+def purge_finished(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    """Delete up to `limit` jobs finished before `before`, with everything stored about them."""
+    rows = conn.execute(
+        "SELECT id, source, job_id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?"
+        " ORDER BY finished_at LIMIT ?",
+        (before, limit),
+    ).fetchall()
+    for _, source, job_id in rows:
+        for statement in _PURGE_JOB:
+            conn.execute(statement, (source, job_id))
+    conn.executemany("DELETE FROM jobs WHERE id = ?", [(row[0],) for row in rows])
+    return len(rows)
+
+
+# Dependants first; other stores of per-job rows (deliveries) add their statement here.
+_PURGE_JOB: list[str] = [
+    "DELETE FROM callbacks WHERE source = ? AND job_id = ?",
+    "DELETE FROM events WHERE source = ? AND job_id = ?",
+]
