@@ -7,7 +7,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,15 +20,17 @@ from relay.ingest import Ingestor
 from relay.loops import Loop
 from relay.metrics import Metrics
 from relay.providers import Provider, build_provider
-from relay.routes import hooks, jobs, ops
+from relay.routes import hooks, jobs, ops, streams
 from relay.routes.common import error_response
 from relay.settings import Settings
 from relay.store import Store, open_store
+from relay.sweeper import Sweeper
 from relay.tokens import Tokens
 
 __all__ = ["Services", "create_app"]
 
 _LOOP_GRACE_S = 5.0
+L = TypeVar("L", bound=Loop)
 
 
 @dataclass
@@ -41,7 +45,12 @@ class Services:
     providers: dict[str, Provider]
     ingestor: Ingestor
     clock: Callable[[], float]
+    provider_http: httpx.AsyncClient
     loops: list[Loop] = field(default_factory=list)
+
+    def loop(self, kind: type[L]) -> L:
+        """The running loop of a kind (tests drive its `run_once`)."""
+        return next(loop for loop in self.loops if isinstance(loop, kind))
 
     def webhook_url(self, source: str) -> str:
         """The URL a provider posts this source's callbacks to (with a token where the kind signs nothing)."""
@@ -53,8 +62,13 @@ async def _relay_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
-    """The relay app; nothing is opened until its lifespan starts."""
+def create_app(
+    settings: Settings, *, clock: Callable[[], float] = time.time, background: bool = True
+) -> Starlette:
+    """The relay app; nothing is opened until its lifespan starts.
+
+    With `background=False` the loops are built but not started: tests drive their `run_once(now)`.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -72,10 +86,17 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 providers=providers,
                 ingestor=Ingestor(providers, store, hub, tokens, clock),
                 clock=clock,
+                # Calls to providers' own APIs (reconcile): configured hosts, so no destination guard.
+                provider_http=httpx.AsyncClient(timeout=settings.reconcile_timeout_s, follow_redirects=False),
             )
             app.state.services = services
+            services.loops.append(
+                Sweeper(settings, store, providers, services.ingestor, services.provider_http, clock)
+            )
             stop = asyncio.Event()
-            tasks = [asyncio.create_task(loop.run(stop), name=loop.name) for loop in services.loops]
+            tasks = [
+                asyncio.create_task(loop.run(stop), name=loop.name) for loop in services.loops if background
+            ]
             try:
                 yield
             finally:
@@ -86,11 +107,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                     for task in pending:
                         task.cancel()
                     await asyncio.gather(*pending, return_exceptions=True)
+                await services.provider_http.aclose()
         finally:
             await store.close()
 
     return Starlette(
-        routes=[*hooks.routes, *jobs.routes, *ops.routes],
+        routes=[*hooks.routes, *jobs.routes, *streams.routes, *ops.routes],
         exception_handlers={RelayError: _relay_error},
         lifespan=lifespan,
     )

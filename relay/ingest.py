@@ -1,4 +1,4 @@
-"""The inbound use case: verify -> parse -> store.ingest -> hub.publish."""
+"""The inbound use case: verify -> parse -> store.ingest -> announce (hub and listeners)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 
 from relay.errors import NotFound, Unauthorized
 from relay.hub import Hub
-from relay.models import IngestOutcome
-from relay.providers import Provider
+from relay.models import Callback, IngestOutcome, Job
+from relay.providers import Provider, SourceConfig
 from relay.store import Store
 from relay.tokens import Tokens
 
@@ -31,6 +31,8 @@ class Ingestor:
         self._hub = hub
         self._tokens = tokens
         self._clock = clock
+        # Called after every committed job change (the deliverer's wake-up hint).
+        self.listeners: list[Callable[[], None]] = []
 
     async def ingest(
         self, source: str, headers: Mapping[str, str], body: bytes, token: str | None = None
@@ -46,8 +48,19 @@ class Ingestor:
             provider.verify(headers, body, now)
         elif token is None or not self._tokens.hook_token_valid(source, token):
             raise Unauthorized(f"missing or wrong URL token for source {source!r}", "bad_token")
-        callback = provider.parse(headers, body)
-        outcome = await self._store.ingest(source, callback, now, provider.source.timeout_s)
+        return await self.accept(provider.source, provider.parse(headers, body), now)
+
+    async def accept(self, source: SourceConfig, callback: Callback, now: float) -> IngestOutcome:
+        """Store a callback already known to be authentic (verified, or the provider's own status answer)."""
+        outcome = await self._store.ingest(
+            source.name, callback, now, source.timeout_s, source.reconcile_after_s
+        )
         if outcome.changed:
-            self._hub.publish((source, callback.job_id), outcome.job)
+            self.announce(outcome.job)
         return outcome
+
+    def announce(self, job: Job) -> None:
+        """Tell waiters, streams and listeners that a committed change happened to `job`."""
+        self._hub.publish((job.source, job.job_id), job)
+        for listener in self.listeners:
+            listener()

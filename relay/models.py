@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "FINAL_STATUSES",
     "Callback",
+    "CallbackRecord",
     "Event",
     "IngestOutcome",
     "Job",
@@ -48,6 +49,24 @@ class Callback:
     result: Any = None
     error: str | None = None
     via: str = "webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRecord:
+    """One entry of a job's history: a callback, a reconcile answer or a sweep."""
+
+    delivery_id: str
+    received_at: float
+    status: Status
+    via: str
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "received_at": iso(self.received_at),
+            "status": self.status.value,
+            "via": self.via,
+        }
 
 
 @dataclass(frozen=True, slots=True)

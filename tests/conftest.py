@@ -97,12 +97,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Clock:
+    """A settable clock for the app and the loops' `run_once(now)`."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
 @asynccontextmanager
-async def start_relay(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[LiveRelay]:
-    """Serve `create_app(settings)` on 127.0.0.1 until the block ends."""
+async def start_relay(
+    settings: Settings, clock: Callable[[], float] = time.time, background: bool = True
+) -> AsyncIterator[LiveRelay]:
+    """Serve `create_app(settings)` on 127.0.0.1 until the block ends (loops stopped unless `background`)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, clock=clock),
+        create_app(settings, clock=clock, background=background),
         host="127.0.0.1",
         port=port,
         log_level="warning",

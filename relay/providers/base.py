@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import httpx
 import orjson
 
 from relay.errors import BadRequest
-from relay.models import Callback, Status
+from relay.models import Callback, Job, Status
 
 __all__ = ["COMMON_STATUS_WORDS", "Provider", "SourceConfig", "job_id_of", "load_object", "status_of"]
 
@@ -79,6 +80,14 @@ class Provider:
     def parse(self, headers: Mapping[str, str], body: bytes) -> Callback:
         """Read the job ID, status, result and delivery ID; raise `BadRequest` on a malformed body."""
         raise NotImplementedError
+
+    async def fetch_status(self, job: Job, client: httpx.AsyncClient) -> Callback | None:
+        """Ask the provider's status endpoint where `job` is (the sweeper's reconcile).
+
+        Answer a Callback with `via="reconcile"` (non-final: still running), or None when this kind has no
+        status endpoint or no API token is configured. Errors propagate; the sweeper treats them as no answer.
+        """
+        return None
 
 
 def load_object(body: bytes) -> dict[str, Any]:

@@ -99,7 +99,9 @@ async def register_job(request: Request) -> Response:
     doc = load_object(await read_body(request, svc.settings.max_body_bytes))
     registration = _registration(doc, svc.providers.keys())
     source = svc.settings.sources[registration.source]
-    job, created = await svc.store.register(registration, svc.clock(), source.timeout_s)
+    job, created = await svc.store.register(
+        registration, svc.clock(), source.timeout_s, source.reconcile_after_s
+    )
     body = job.to_public()
     body["ticket"] = svc.tokens.ticket(job.source, job.job_id)
     body["webhook_url"] = svc.webhook_url(job.source)

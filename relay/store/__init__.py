@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from relay.models import Callback, Event, IngestOutcome, Job, Registration, Status
+from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 
-__all__ = ["CallbackRecord", "Store", "open_store"]
-
-
-class CallbackRecord(Protocol):
-    delivery_id: str
-    received_at: float
-    status: Status
-    via: str
+__all__ = ["Store", "open_store"]
 
 
 class Store(Protocol):
@@ -50,7 +43,7 @@ class Store(Protocol):
         """Jobs newest first, optionally filtered, starting below row `before`."""
         ...
 
-    async def list_callbacks(self, source: str, job_id: str) -> list[dict[str, object]]:
+    async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
         """A job's accepted callbacks, oldest first."""
         ...
 

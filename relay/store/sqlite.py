@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from relay.models import Callback, Event, IngestOutcome, Job, Registration, Status, transition
+from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status, transition
 from relay.store.group_commit import GroupCommitWriter
 
 __all__ = ["SQLiteStore"]
@@ -140,13 +140,13 @@ class SQLiteStore:
         rows = await self._db.execute_fetchall(sql, (*params, limit))
         return [_job(row) for row in rows]
 
-    async def list_callbacks(self, source: str, job_id: str) -> list[dict[str, object]]:
+    async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
         rows = await self._db.execute_fetchall(
             "SELECT delivery_id, received_at, status, via FROM callbacks"
             " WHERE source = ? AND job_id = ? ORDER BY id",
             (source, job_id),
         )
-        return [{"delivery_id": r[0], "received_at": r[1], "status": Status(r[2]), "via": r[3]} for r in rows]
+        return [CallbackRecord(r[0], r[1], Status(r[2]), r[3]) for r in rows]
 
     async def list_events(self, source: str, job_id: str, after: int = 0) -> list[Event]:
         rows = await self._db.execute_fetchall(

@@ -11,10 +11,14 @@ from relay.store.sqlite import _JOB_COLUMNS, _SELECT_JOB, _job, emit_event
 __all__ = ["clear_reconcile", "extend_deadline", "purge_finished", "time_out"]
 
 _OPEN = "status IN ('pending', 'running')"
-OVERDUE_SQL = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {_OPEN} AND deadline <= ? ORDER BY deadline LIMIT ?"
+# INDEXED BY pins the partial indexes: the planner would otherwise pick jobs_by_status (every open job).
+OVERDUE_SQL = (
+    f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_deadline"
+    f" WHERE {_OPEN} AND deadline <= ? ORDER BY deadline LIMIT ?"
+)
 RECONCILE_DUE_SQL = (
-    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE reconcile_at IS NOT NULL AND {_OPEN} AND reconcile_at <= ?"
-    " ORDER BY reconcile_at LIMIT ?"
+    f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_reconcile"
+    f" WHERE reconcile_at IS NOT NULL AND {_OPEN} AND reconcile_at <= ? ORDER BY reconcile_at LIMIT ?"
 )
 
 

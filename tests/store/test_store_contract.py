@@ -59,7 +59,7 @@ async def test_final_state_is_set_once(store: Store) -> None:
     assert job is not None
     assert (job.status, job.result, job.error, job.finished_at) == (Status.SUCCEEDED, {"v": 1}, None, T0)
     history = await store.list_callbacks("demo", "j")
-    assert [(h["delivery_id"], h["status"]) for h in history] == [
+    assert [(h.delivery_id, h.status) for h in history] == [
         ("d1", Status.SUCCEEDED),
         ("d2", Status.FAILED),
     ]

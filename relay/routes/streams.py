@@ -1,0 +1,76 @@
+"""A job's status stream (server-sent events) and its callback history."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from relay.errors import BadRequest, NotFound, ServiceUnavailable
+from relay.models import Event
+from relay.routes.common import authorize, json_response, services
+
+__all__ = ["routes"]
+
+_HEARTBEAT = b": heartbeat\n\n"
+
+
+def _sse(event: Event) -> bytes:
+    data = orjson.dumps(event.to_public())
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), data)
+
+
+async def job_events(request: Request) -> Response:
+    """One SSE message per status change, resumable with Last-Event-ID, closed after a final state."""
+    svc = services(request)
+    key = (request.path_params["source"], request.path_params["job_id"])
+    authorize(request, key)
+    last = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0"
+    if not last.isdigit():
+        raise BadRequest("Last-Event-ID must be an id this stream sent", "bad_last_event_id")
+    if svc.hub.count >= svc.hub.max_waiters:
+        raise ServiceUnavailable(f"too many waiters held ({svc.hub.max_waiters})", "too_many_waiters")
+    heartbeat_s = svc.settings.sse_heartbeat_s
+    poll_s = min(heartbeat_s, svc.settings.waiter_poll_s)
+
+    async def stream() -> AsyncIterator[bytes]:
+        after = int(last)
+        # Subscribe before reading, so a change committed between the read and the wait still wakes us.
+        async with svc.hub.subscribe(key) as waiter:
+            quiet_since = time.monotonic()
+            while True:
+                # The job before its events: if it is final here, its final event is already stored.
+                job = await svc.store.get_job(*key)
+                for event in await svc.store.list_events(*key, after):
+                    yield _sse(event)
+                    after = event.id
+                    quiet_since = time.monotonic()
+                if job is not None and job.final:
+                    return
+                if not await waiter.wait(poll_s) and time.monotonic() - quiet_since >= heartbeat_s:
+                    yield _HEARTBEAT
+                    quiet_since = time.monotonic()
+
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+async def job_callbacks(request: Request) -> Response:
+    """The job's history: each accepted callback, reconcile answer and sweep, oldest first."""
+    svc = services(request)
+    key = (request.path_params["source"], request.path_params["job_id"])
+    authorize(request, key)
+    if await svc.store.get_job(*key) is None:
+        raise NotFound(f"no job {key[1]!r} from source {key[0]!r}", "unknown_job")
+    history = await svc.store.list_callbacks(*key)
+    return json_response({"callbacks": [entry.to_public() for entry in history]})
+
+
+routes = [
+    Route("/v1/jobs/{source}/{job_id}/events", job_events, methods=["GET"]),
+    Route("/v1/jobs/{source}/{job_id}/callbacks", job_callbacks, methods=["GET"]),
+]
