@@ -60,10 +60,16 @@ async def sweep_once(path: Path, trace_memory: bool) -> tuple[float, int, int]:
 
     tracemalloc slows every allocation (in the writer thread too), so time and memory are separate runs.
     """
-    settings = load_settings(None, environ={}, overrides={
-        "database": f"sqlite:///{path}", "secret_key": "bench", "api_keys": ["bench"],
-        "retention_days": 3650.0,
-    })
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "database": f"sqlite:///{path}",
+            "secret_key": "bench",
+            "api_keys": ["bench"],
+            "retention_days": 3650.0,
+        },
+    )
     store = await SQLiteStore.open(str(path), synchronous=SYNC)
     hub = Hub(10)
     ingestor = Ingestor({}, store, hub, Tokens("bench"))
@@ -116,7 +122,8 @@ async def main() -> None:
     print(f"sweep over {args.jobs:,} jobs, {args.runs} runs each (medians)")
     for label in ("overdue", "none"):
         s = summary[label]
-        print(f"  {label:8} {s['ms_median']:9.1f} ms  peak {s['peak_kib_median']:8.0f} KiB  handled {s['handled']}")
+        ms, kib, handled = s["ms_median"], s["peak_kib_median"], s["handled"]
+        print(f"  {label:8} {ms:9.1f} ms  peak {kib:8.0f} KiB  handled {handled}")
     print(f"  overdue/none time ratio: {summary['ratio_ms']:.1f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
