@@ -22,9 +22,18 @@ _config_option = click.option(
 )
 
 
+def _config_file(config: Path | None) -> Path | None:
+    """`--config`, else `RELAY_CONFIG`, else ./relay.toml if it exists (`serve` writes it on first start)."""
+    path = config_path(config)
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    return path
+
+
 def _load(config: Path | None, **overrides: Any) -> Settings:
     try:
-        return load_settings(config, overrides={k: v for k, v in overrides.items() if v is not None})
+        path = _config_file(config)
+        return load_settings(path, overrides={k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
         raise click.ClickException(f"config: {exc}") from None
 
