@@ -71,7 +71,8 @@ class Settings:
     sse_heartbeat_s: float = 15.0
     reconcile_concurrency: int = 8
     reconcile_timeout_s: float = 10.0
-    sources: Mapping[str, SourceConfig] = field(default_factory=dict)
+    # Out of the repr: a SourceConfig's repr shows its secrets.
+    sources: Mapping[str, SourceConfig] = field(default_factory=dict, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -161,9 +162,11 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     if values["sqlite_synchronous"] not in ("full", "normal"):
         raise ConfigError("sqlite_synchronous: expected 'full' or 'normal'")
     for key in ("max_body_bytes", "retention_days", "sse_heartbeat_s", "reconcile_concurrency",
-                "reconcile_timeout_s", "sweep_interval_s", "max_wait_s", "waiter_poll_s"):
+                "reconcile_timeout_s", "sweep_interval_s", "max_wait_s", "waiter_poll_s", "max_waiters"):
         if values[key] <= 0:
             raise ConfigError(f"{key}: must be positive")
+    if not 0 <= values["port"] <= 65535:
+        raise ConfigError("port: expected 0 to 65535")
     if values["signing_secret"]:
         try:
             signing.decode_secret(values["signing_secret"])

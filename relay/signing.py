@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 SECRET_PREFIX = "whsec_"
+_MAX_TIMESTAMP_DIGITS = 19  # int64 seconds
 
 
 def new_secret() -> str:
@@ -53,7 +54,8 @@ def check_timestamp(timestamp: str | None, now: float, tolerance_s: float) -> in
     """Parse an integer unix-seconds header and refuse it outside `now ± tolerance_s`."""
     if not timestamp:
         raise Unauthorized("the timestamp header is missing", "missing_timestamp")
-    if not timestamp.isascii() or not timestamp.isdigit():
+    # The length bound keeps int() and the float comparison below from raising on a header of many digits.
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
         raise Unauthorized("the timestamp header is not integer unix seconds", "bad_timestamp")
     value = int(timestamp)
     if abs(now - value) > tolerance_s:

@@ -1,0 +1,202 @@
+"""The job state machine, the public job object and timestamps."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay.models import FINAL_STATUSES, CallbackRecord, Event, Job, Status, Transition, iso, transition
+
+P, R, S, F, C, T = (
+    Status.PENDING,
+    Status.RUNNING,
+    Status.SUCCEEDED,
+    Status.FAILED,
+    Status.CANCELED,
+    Status.TIMED_OUT,
+)
+NONE = Transition(None)
+
+# Every (current, incoming) pair: current None is a job first heard of by this callback.
+TABLE: dict[tuple[Status | None, Status], Transition] = {
+    **{(cur, inc): Transition(R) for cur in (None, P) for inc in (P, R)},
+    **{(R, inc): NONE for inc in (P, R)},
+    **{(cur, inc): Transition(inc) for cur in (None, P, R) for inc in (S, F, C, T)},
+    **{(cur, inc): NONE for cur in (S, F, C) for inc in Status},
+    **{(T, inc): NONE for inc in (P, R, T)},
+    **{(T, inc): Transition(inc, late=True) for inc in (S, F, C)},
+}
+
+JOB_KEYS = {
+    "source",
+    "job_id",
+    "status",
+    "result",
+    "error",
+    "late",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "deadline",
+    "callbacks",
+}
+
+
+def test_the_table_covers_every_pair() -> None:
+    """The expected table below names every (current, incoming) pair once."""
+    assert set(TABLE) == {(cur, inc) for cur in [None, *Status] for inc in Status}
+
+
+@pytest.mark.parametrize(("current", "incoming"), sorted(TABLE, key=str))
+def test_transition_table(current: Status | None, incoming: Status) -> None:
+    """`transition` answers the contract's outcome for each (current, incoming) pair."""
+    assert transition(current, incoming) == TABLE[current, incoming]
+
+
+def test_transition_changed_says_whether_a_status_is_set() -> None:
+    """`Transition.changed` is true exactly when a new status is set."""
+    assert Transition(S).changed
+    assert not Transition(None).changed
+
+
+def test_final_statuses() -> None:
+    """Succeeded, failed, canceled and timed_out are final; pending and running are not."""
+    assert {s for s in Status if s.final} == FINAL_STATUSES == {S, F, C, T}
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=st.sampled_from([None, *Status]), incoming=st.lists(st.sampled_from(list(Status)), max_size=30))
+def test_folding_callbacks_is_monotonic(start: Status | None, incoming: list[Status]) -> None:
+    """Final states never go back, are set once, and only a timed_out job takes one late override."""
+    current = start
+    late = False
+    overrides = 0
+    for status in incoming:
+        was = current
+        step = transition(current, status)
+        if step.late:
+            assert was == T and step.status in (S, F, C)
+        if step.status is not None:
+            assert step.status != was, "a transition that changes nothing must answer None"
+            if was is not None and was.final:
+                assert was == T and step.late, "only timed_out is overridden, and only as late"
+                overrides += 1
+            current = step.status
+            late = late or step.late
+        if was is not None and was.final:
+            assert current is not None and current.final, "a final job never goes back"
+        if step.status is None and was is not None:
+            assert current == was
+    assert overrides <= 1
+    assert late == (overrides == 1)
+    if late:
+        assert current in (S, F, C)
+
+
+def make_job(**changes: object) -> Job:
+    fields: dict[str, object] = {
+        "source": "replicate",
+        "job_id": "abc",
+        "status": Status.SUCCEEDED,
+        "result": {"output": [1, 2]},
+        "error": None,
+        "late": False,
+        "metadata": {"user": "u1"},
+        "created_at": 1_700_000_000.0,
+        "updated_at": 1_700_000_001.5,
+        "finished_at": 1_700_000_001.5,
+        "deadline": None,
+        "callbacks": 3,
+        "row_id": 42,
+        "subscribers": ("https://example.com/hook",),
+    }
+    fields.update(changes)
+    return Job(**fields)  # type: ignore[arg-type]
+
+
+def test_job_to_public_has_exactly_the_contract_keys() -> None:
+    """The public job object has exactly API.md's keys, no internals (row id, subscribers)."""
+    public = make_job().to_public()
+    assert set(public) == JOB_KEYS
+    assert public == {
+        "source": "replicate",
+        "job_id": "abc",
+        "status": "succeeded",
+        "result": {"output": [1, 2]},
+        "error": None,
+        "late": False,
+        "metadata": {"user": "u1"},
+        "created_at": "2023-11-14T22:13:20.000Z",
+        "updated_at": "2023-11-14T22:13:21.500Z",
+        "finished_at": "2023-11-14T22:13:21.500Z",
+        "deadline": None,
+        "callbacks": 3,
+    }
+    assert type(public["status"]) is str
+
+
+def test_job_final_follows_its_status() -> None:
+    """`Job.final` is true for final statuses only."""
+    assert make_job(status=T).final
+    assert not make_job(status=R).final
+
+
+def test_event_to_public_and_type() -> None:
+    """An event body is `{id, type, timestamp, data}` with the `job.<status>` type."""
+    data = make_job().to_public()
+    event = Event(7, "evt_1", "replicate", "abc", Event.type_for(S), 0.0, data)
+    assert event.type == "job.succeeded"
+    assert event.to_public() == {
+        "id": "evt_1",
+        "type": "job.succeeded",
+        "timestamp": "1970-01-01T00:00:00.000Z",
+        "data": data,
+    }
+
+
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (1_795_885_200.0, "2026-11-28T17:00:00.000Z"),
+        (1_795_885_200.25, "2026-11-28T17:00:00.250Z"),
+    ],
+)
+def test_iso_is_utc_with_a_trailing_z(ts: float, expected: str) -> None:
+    """`iso` renders unix seconds as RFC 3339 UTC, milliseconds, trailing Z."""
+    assert iso(ts) == expected
+
+
+def test_iso_of_none_is_none() -> None:
+    """An absent time stays null in the job object."""
+    assert iso(None) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+def test_iso_round_trips_to_the_millisecond(ts: float) -> None:
+    """Parsing `iso(ts)` gives back `ts` to the millisecond, in UTC."""
+    text = iso(ts)
+    assert text is not None and ISO_UTC.match(text)
+    parsed = datetime.fromisoformat(text)
+    assert parsed.tzinfo is not None and parsed.utcoffset() == UTC.utcoffset(None)
+    assert abs(parsed.timestamp() - ts) < 0.001
+
+
+def test_callback_record_to_public() -> None:
+    """A history entry shows its delivery id, receive time, status and channel."""
+    record = CallbackRecord("msg_1", 0.5, Status.RUNNING, "webhook")
+    assert record.to_public() == {
+        "delivery_id": "msg_1",
+        "received_at": "1970-01-01T00:00:00.500Z",
+        "status": "running",
+        "via": "webhook",
+    }
