@@ -51,9 +51,7 @@ def main() -> None:
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
 def serve(config: Path | None, host: str | None, port: int | None, access_log: bool) -> None:
     """Run the relay."""
-    import uvicorn
-
-    from relay.app import create_app
+    from relay.server import serve as serve_app
 
     first_run = None
     path = config_path(config)
@@ -71,16 +69,7 @@ def serve(config: Path | None, host: str | None, port: int | None, access_log: b
             f"  demo source secret:   {first_run['demo_secret']}",
             err=True,
         )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=access_log,
-        timeout_graceful_shutdown=5,
-        log_level="info",
-    )
+    serve_app(settings, access_log=access_log)
 
 
 @main.command("check-config")

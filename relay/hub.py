@@ -45,6 +45,14 @@ class Hub:
         self._waiters: dict[tuple[str, str], set[Waiter]] = {}
         self._count = 0
         self.max_waiters = max_waiters
+        self.closing = False
+
+    def close(self) -> None:
+        """Shutdown has begun: wake every waiter so it answers now, and take no new ones."""
+        self.closing = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.wake()
 
     @property
     def count(self) -> int:
@@ -54,6 +62,8 @@ class Hub:
     @asynccontextmanager
     async def subscribe(self, key: tuple[str, str]) -> AsyncIterator[Waiter]:
         """Hold a waiter for `key` while the block runs; it is always released, even on cancellation."""
+        if self.closing:
+            raise ServiceUnavailable("relay is shutting down; retry on another instance", "shutting_down")
         if self._count >= self.max_waiters:
             raise ServiceUnavailable(f"too many waiters held ({self.max_waiters})", "too_many_waiters")
         waiter = Waiter()

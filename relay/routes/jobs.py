@@ -83,6 +83,8 @@ async def _long_poll(request: Request, key: tuple[str, str], wait: float) -> tup
                 woken = await waiter.wait(min(remaining, svc.settings.waiter_poll_s))
                 if watcher.done():
                     return None, True
+                if svc.hub.closing:  # shutting down: answer the job as it stands, like an expired wait
+                    return await svc.store.get_job(*key), False
                 # The hub hands over the committed job when it has it; otherwise the store is asked again.
                 job = waiter.job if woken and waiter.job is not None else await svc.store.get_job(*key)
                 if job is not None and job.final:

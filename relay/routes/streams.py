@@ -49,7 +49,7 @@ async def job_events(request: Request) -> Response:
                     yield _sse(event)
                     after = event.id
                     quiet_since = time.monotonic()
-                if job is not None and job.final:
+                if (job is not None and job.final) or svc.hub.closing:
                     return
                 if not await waiter.wait(poll_s) and time.monotonic() - quiet_since >= heartbeat_s:
                     yield _HEARTBEAT

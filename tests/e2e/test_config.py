@@ -25,7 +25,7 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """A CliRunner for relay.cli.main with no RELAY_* variables and a uvicorn that refuses to start."""
     for var in ("RELAY_CONFIG", "RELAY_DATABASE_URL", "RELAY_SECRET_KEY", "RELAY_API_KEYS", UNSET_VAR):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr("uvicorn.run", _would_serve)
+    monkeypatch.setattr("relay.server.RelayServer.run", _would_serve)
     return CliRunner()
 
 

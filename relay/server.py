@@ -1,0 +1,53 @@
+"""Running the app under uvicorn (uvloop, httptools), with a shutdown that answers held long-polls."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from relay.app import create_app
+from relay.settings import Settings
+
+__all__ = ["RelayServer", "serve"]
+
+
+class RelayServer(uvicorn.Server):
+    """uvicorn's server that tells the hub when shutdown starts.
+
+    uvicorn waits for open requests before the app's lifespan ends, so held long-polls and streams would hold
+    the shutdown for the whole grace period and then be cancelled; closing the hub answers them at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        services = getattr(self._app.state, "services", None)
+        if services is not None and self._loop is not None:
+            # A signal handler may interrupt the loop anywhere: hand the close to the loop itself.
+            self._loop.call_soon_threadsafe(services.hub.close)
+
+
+def serve(settings: Settings, **uvicorn_options: Any) -> None:
+    """Serve the relay until a signal stops it."""
+    app = create_app(settings)
+    options: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 5,
+        "log_level": "info",
+        **uvicorn_options,
+    }
+    RelayServer(uvicorn.Config(app, host=settings.host, port=settings.port, **options), app).run()
