@@ -145,3 +145,18 @@ async def test_max_waiters_refuses_with_service_unavailable() -> None:
     assert hub.count == 0
     async with hub.subscribe(A), hub.subscribe(A):
         assert hub.count == 2
+
+
+async def test_close_wakes_every_waiter_and_refuses_new_ones() -> None:
+    """On shutdown every held waiter is woken, and a new subscribe is refused with 503 shutting_down."""
+    hub = Hub(max_waiters=10)
+    async with hub.subscribe(A) as a, hub.subscribe(B) as b:
+        hub.close()
+        assert await a.wait(WOKEN)
+        assert await b.wait(WOKEN)
+        with pytest.raises(ServiceUnavailable) as info:
+            async with hub.subscribe(A):
+                pytest.fail("a waiter was admitted after close")
+        assert info.value.code == "shutting_down"
+        assert hub.count == 2
+    assert hub.count == 0
