@@ -34,6 +34,10 @@ class RelayServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
+        self.release_waiters()
+
+    def release_waiters(self) -> None:
+        """Answer held long-polls and streams now, and refuse new ones."""
         services = getattr(self._app.state, "services", None)
         if services is not None and self._loop is not None:
             # A signal handler may interrupt the loop anywhere: hand the close to the loop itself.

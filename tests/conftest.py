@@ -19,6 +19,7 @@ import uvicorn
 from standardwebhooks import Webhook
 
 from relay.app import Services, create_app
+from relay.server import RelayServer
 from relay.settings import Settings, load_settings
 
 API_KEY = "test-api-key"
@@ -117,15 +118,16 @@ async def start_relay(
 ) -> AsyncIterator[LiveRelay]:
     """Serve `create_app(settings)` on 127.0.0.1 until the block ends (loops stopped unless `background`)."""
     port = free_port()
+    app = create_app(settings, clock=clock, background=background)
     config = uvicorn.Config(
-        create_app(settings, clock=clock, background=background),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=1,
     )
-    server = uvicorn.Server(config)
+    server = RelayServer(config, app)
     task = asyncio.create_task(server.serve())
     await wait_for(lambda: server.started or task.done(), within=10)
     if task.done():

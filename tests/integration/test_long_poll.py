@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from relay.errors import ServiceUnavailable
 from tests.conftest import API_KEY, LiveRelay, make_settings, start_relay, wait_for
 
 
@@ -128,3 +129,20 @@ async def test_lost_wakeup_is_caught_by_the_slow_poll(tmp_path: Path) -> None:
         cb = Callback(job_id="j1", status=Status.SUCCEEDED, delivery_id="d", body=b"{}", result={})
         await relay.services.store.ingest("demo", cb, time.time(), 900)
         assert (await asyncio.wait_for(waiting, 10)).json()["status"] == "succeeded"
+
+
+async def test_shutdown_answers_held_waiters_at_once(relay: LiveRelay) -> None:
+    """When shutdown starts, held long-polls and streams answer with the job as it stands."""
+    await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "j1"})
+    polling = asyncio.create_task(relay.client.get("/v1/jobs/demo/j1", params={"wait": 300}))
+    async with relay.client.stream("GET", "/v1/jobs/demo/j1/events") as stream:
+        await wait_for(lambda: relay.services.hub.count == 2)
+        # What the exit signal does (handle_exit itself would re-raise SIGTERM in this test process).
+        relay.server.should_exit = True
+        relay.server.release_waiters()
+        answer = await asyncio.wait_for(polling, 10)
+        assert [line async for line in stream.aiter_lines()] == []
+    assert answer.status_code == 200 and answer.json()["status"] == "pending"
+    with pytest.raises(ServiceUnavailable, match="shutting down"):
+        async with relay.services.hub.subscribe(("demo", "j2")):
+            pass
