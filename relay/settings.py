@@ -44,8 +44,16 @@ _TOP_LEVEL: dict[str, Any] = {
 }
 _SECRET_KEYS = ("secret_key", "api_keys", "signing_secret")
 _SOURCE_COMMON = {
-    "kind", "secret", "secret_env", "timeout_s", "tolerance_s", "max_deadline_s", "reconcile_after_s",
-    "api_token", "api_token_env", "api_base_url",
+    "kind",
+    "secret",
+    "secret_env",
+    "timeout_s",
+    "tolerance_s",
+    "max_deadline_s",
+    "reconcile_after_s",
+    "api_token",
+    "api_token_env",
+    "api_base_url",
 }
 
 
@@ -161,8 +169,17 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         raise ConfigError("secret_key: required (or secret_key_env, or RELAY_SECRET_KEY)")
     if values["sqlite_synchronous"] not in ("full", "normal"):
         raise ConfigError("sqlite_synchronous: expected 'full' or 'normal'")
-    for key in ("max_body_bytes", "retention_days", "sse_heartbeat_s", "reconcile_concurrency",
-                "reconcile_timeout_s", "sweep_interval_s", "max_wait_s", "waiter_poll_s", "max_waiters"):
+    for key in (
+        "max_body_bytes",
+        "retention_days",
+        "sse_heartbeat_s",
+        "reconcile_concurrency",
+        "reconcile_timeout_s",
+        "sweep_interval_s",
+        "max_wait_s",
+        "waiter_poll_s",
+        "max_waiters",
+    ):
         if values[key] <= 0:
             raise ConfigError(f"{key}: must be positive")
     if not 0 <= values["port"] <= 65535:
@@ -226,15 +243,25 @@ def _source(name: str, table: Any, env: Mapping[str, str]) -> SourceConfig:
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}{key}: expected a string")
     options = {key: table.get(key, default) for key, default in provider_cls.options.items()}
-    source = SourceConfig(name=name, kind=kind, secrets=tuple(secret_list), options=options,
-                          api_token=api_token, api_base_url=api_base_url, reconcile_after_s=reconcile_after_s,
-                          **numbers)
+    source = SourceConfig(
+        name=name,
+        kind=kind,
+        secrets=tuple(secret_list),
+        options=options,
+        api_token=api_token,
+        api_base_url=api_base_url,
+        reconcile_after_s=reconcile_after_s,
+        **numbers,
+    )
     build_provider(source)  # raises a ConfigError naming the key when the kind's own checks fail
     return source
 
 
-def write_first_run_config(path: Path) -> dict[str, str]:
-    """Create a config with a fresh secret key, API key and demo source; answer what to show the user once."""
+def write_first_run_config(path: Path, host: str | None = None, port: int | None = None) -> dict[str, str]:
+    """Create a config with a fresh secret key, API key and demo source; answer what to show the user once.
+
+    A `--host`/`--port` given on that first start is kept too, so later commands print the same URLs.
+    """
     created = {
         "secret_key": secrets.token_urlsafe(32),
         "api_key": "rk_" + secrets.token_urlsafe(24),
@@ -243,7 +270,10 @@ def write_first_run_config(path: Path) -> dict[str, str]:
     text = (
         "# Written by relay on first start. Edit freely; see the README for every key.\n"
         f"secret_key = {json.dumps(created['secret_key'])}\n"
-        f"api_keys = [{json.dumps(created['api_key'])}]\n\n"
+        f"api_keys = [{json.dumps(created['api_key'])}]\n"
+        + (f"host = {json.dumps(host)}\n" if host is not None else "")
+        + (f"port = {port}\n" if port is not None else "")
+        + "\n"
         "[sources.demo]\n"
         'kind = "standard-webhooks"\n'
         f"secret = {json.dumps(created['demo_secret'])}\n"

@@ -304,6 +304,21 @@ def test_first_run_config_is_private_and_loadable(tmp_path: Path) -> None:
     assert settings.sources["demo"].secrets == (created["demo_secret"],)
 
 
+def test_first_run_config_keeps_the_address_it_was_started_on(tmp_path: Path) -> None:
+    """A --host/--port given on the first start is written, so later commands print the same URLs."""
+    path = tmp_path / "relay.toml"
+    write_first_run_config(path, host="0.0.0.0", port=9000)
+    settings = load_settings(path, environ={})
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    assert settings.base_url == "http://0.0.0.0:9000"
+    plain = tmp_path / "plain.toml"
+    write_first_run_config(plain)
+    assert (load_settings(plain, environ={}).host, load_settings(plain, environ={}).port) == (
+        "127.0.0.1",
+        8000,
+    )
+
+
 def test_first_run_config_never_overwrites(tmp_path: Path) -> None:
     """Writing the first-run config over an existing file fails and leaves the file as it was."""
     path = tmp_path / "relay.toml"
