@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from relay.errors import ConfigError
+from relay.providers import webhook_url
 from relay.settings import DEFAULT_CONFIG_PATH, Settings, config_path, load_settings, write_first_run_config
 from relay.tokens import Tokens
 
@@ -58,10 +59,10 @@ def serve(config: Path | None, host: str | None, port: int | None, access_log: b
     if path is None:
         path = DEFAULT_CONFIG_PATH
         if not path.exists():
-            first_run = write_first_run_config(path)
+            first_run = write_first_run_config(path, host, port)
     settings = _load(path, host=host, port=port)
     if first_run is not None:
-        url = settings.webhook_url("demo", Tokens(settings.secret_key))
+        url = webhook_url(settings.base_url, settings.sources["demo"], Tokens(settings.secret_key))
         click.echo(
             f"First start: wrote {path} (keep it private). Shown once:\n"
             f"  API key:              {first_run['api_key']}\n"
@@ -80,7 +81,7 @@ def check_config(config: Path | None) -> None:
     tokens = Tokens(settings.secret_key)
     click.echo(f"config ok: {len(settings.sources)} source(s), database {settings.database}")
     for name, source in settings.sources.items():
-        click.echo(f"  {name} ({source.kind}): {settings.webhook_url(name, tokens)}")
+        click.echo(f"  {name} ({source.kind}): {webhook_url(settings.base_url, source, tokens)}")
 
 
 @main.command("source-url")
@@ -93,4 +94,4 @@ def source_url(config: Path | None, name: str) -> None:
         raise click.ClickException(
             f"no source named {name!r} (have: {', '.join(settings.sources) or 'none'})"
         )
-    click.echo(settings.webhook_url(name, Tokens(settings.secret_key)))
+    click.echo(webhook_url(settings.base_url, settings.sources[name], Tokens(settings.secret_key)))

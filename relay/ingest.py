@@ -45,9 +45,11 @@ class Ingestor:
         if provider.signed:
             if token is not None:
                 raise NotFound(f"source {source!r} is signed: post to /hooks/{source}", "unknown_source")
-            provider.verify(headers, body, now)
-        elif token is None or not self._tokens.hook_token_valid(source, token):
-            raise Unauthorized(f"missing or wrong URL token for source {source!r}", "bad_token")
+            await provider.verify(headers, body, now)
+        elif token is None:
+            raise Unauthorized(f"source {source!r} signs nothing: its URL ends in a token", "missing_token")
+        elif not self._tokens.hook_token_valid(provider.source.hook_token_subject, token):
+            raise Unauthorized(f"the URL token is not the current one of source {source!r}", "bad_token")
         return await self.accept(provider.source, provider.parse(headers, body), now)
 
     async def accept(self, source: SourceConfig, callback: Callback, now: float) -> IngestOutcome:

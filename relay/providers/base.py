@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 import orjson
 
-from relay.errors import BadRequest
+from relay.errors import BadRequest, ConfigError, Unauthorized
 from relay.models import Callback, Job, Status
 
-__all__ = ["COMMON_STATUS_WORDS", "Provider", "SourceConfig", "job_id_of", "load_object", "status_of"]
+__all__ = [
+    "COMMON_STATUS_WORDS",
+    "Provider",
+    "SourceConfig",
+    "UnsignedProvider",
+    "derived_delivery_id",
+    "error_text",
+    "header",
+    "job_id_of",
+    "load_object",
+    "status_of",
+]
+
+log = logging.getLogger("relay.providers")
 
 # Words providers use for a job's state, lower-cased; a source's `status_map` extends this.
 COMMON_STATUS_WORDS: Mapping[str, Status] = {
@@ -60,6 +76,15 @@ class SourceConfig:
     api_token: str | None = field(default=None, repr=False)
     api_base_url: str | None = None
 
+    @property
+    def hook_token_subject(self) -> str:
+        """What the URL token of an unsigned source signs: its name, with `token_version` when one is set.
+
+        Bumping `token_version` gives the source a new URL and refuses every URL handed out before.
+        """
+        version = self.options.get("token_version")
+        return self.name if version is None else f"{self.name}#{version}"
+
 
 class Provider:
     """Base of every provider kind; a subclass is one file under `relay/providers/`."""
@@ -72,8 +97,10 @@ class Provider:
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
+        # Callbacks taken but not fully understood (e.g. an event type this version does not know), by reason.
+        self.warnings: Counter[str] = Counter()
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    async def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
         """Raise `Unauthorized` unless the callback is authentic and fresh."""
         raise NotImplementedError
 
@@ -88,6 +115,49 @@ class Provider:
         status endpoint or no API token is configured. Errors propagate; the sweeper treats them as no answer.
         """
         return None
+
+    def warn(self, reason: str, detail: str) -> None:
+        """Count and log a callback that was taken but not fully understood."""
+        self.warnings[reason] += 1
+        log.warning("source %s: %s", self.source.name, detail)
+
+    def required_secrets(self) -> tuple[str, ...]:
+        """The source's secrets; a `ConfigError` naming the key when there are none."""
+        if not self.source.secrets:
+            raise ConfigError(f"sources.{self.source.name}.secret: a {self.kind} source needs a secret")
+        return self.source.secrets
+
+
+class UnsignedProvider(Provider):
+    """A provider that signs nothing: `POST /hooks/{source}/{token}`, the token signed with `secret_key`."""
+
+    signed = False
+    options: ClassVar[Mapping[str, Any]] = {"token_version": None}
+
+    def __init__(self, source: SourceConfig) -> None:
+        super().__init__(source)
+        version = source.options.get("token_version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int | str)):
+            raise ConfigError(f"sources.{source.name}.token_version: expected a string or an integer")
+
+    async def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Nothing to check in the request itself: the URL token was checked before."""
+
+
+def header(headers: Mapping[str, str], name: str, code: str = "missing_header") -> str:
+    """A required header (`name` lower-case), or a 401 naming it."""
+    value = headers.get(name)
+    if not value:
+        raise Unauthorized(f"the {name} header is missing", code)
+    return value
+
+
+def derived_delivery_id(job_id: str, status_word: str) -> str:
+    """A dedupe key for providers that send no delivery ID: a redelivery of the same state dedupes.
+
+    The job ID is percent-encoded so that no two (job, status) pairs give the same key.
+    """
+    return f"{quote(job_id, safe='')}:{status_word}"
 
 
 def load_object(body: bytes) -> dict[str, Any]:
@@ -121,3 +191,10 @@ def status_of(value: Any, words: Mapping[str, Status], where: str) -> Status:
             f"unknown status {value[:64]!r} at {where}; map it with the source's status_map", "unknown_status"
         )
     return status
+
+
+def error_text(value: Any) -> str | None:
+    """A provider's error field as text: strings as they are, anything else as JSON."""
+    if value is None or value == "" or value == []:
+        return None
+    return value if isinstance(value, str) else orjson.dumps(value).decode()

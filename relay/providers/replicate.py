@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from relay.models import Callback, Status
-from relay.providers.base import job_id_of, load_object, status_of
+from relay.providers.base import error_text, job_id_of, load_object, status_of
 from relay.providers.standard_webhooks import StandardWebhooksSigned
 
 __all__ = ["Replicate"]
 
-# Replicate's prediction lifecycle; `aborted` is a deadline hit before the prediction started.
+# Replicate's prediction lifecycle; `aborted`: the deadline (`Cancel-After`) passed before it started.
 PREDICTION_STATUSES: Mapping[str, Status] = {
     "starting": Status.RUNNING,
     "processing": Status.RUNNING,
@@ -28,12 +28,11 @@ class Replicate(StandardWebhooksSigned):
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> Callback:
         doc = load_object(body)
-        error = doc.get("error")
         return Callback(
             job_id=job_id_of(doc.get("id"), "/id"),
             status=status_of(doc.get("status"), PREDICTION_STATUSES, "/status"),
             delivery_id=headers["webhook-id"],
             body=body,
             result=doc,
-            error=None if error is None else str(error),
+            error=error_text(doc.get("error")),
         )

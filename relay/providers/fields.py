@@ -1,0 +1,101 @@
+"""Job ID, status, result and error found in any JSON body by JSON pointers (the generic kinds)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jsonpointer import JsonPointer, JsonPointerException
+
+from relay.errors import ConfigError
+from relay.models import Callback, Status
+from relay.providers.base import (
+    COMMON_STATUS_WORDS,
+    SourceConfig,
+    derived_delivery_id,
+    error_text,
+    job_id_of,
+    load_object,
+    status_of,
+)
+
+__all__ = ["POINTER_OPTIONS", "BodyFields", "Fields"]
+
+# The config keys of every kind that reads its fields by pointer, with their defaults.
+POINTER_OPTIONS: Mapping[str, Any] = {
+    "job_id_pointer": "/id",
+    "status_pointer": "/status",
+    "result_pointer": "",
+    "error_pointer": "/error",
+    "status_map": {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """What a body says: the job, its status (and the word the provider used), result and error."""
+
+    job_id: str
+    status: Status
+    word: str
+    result: Any
+    error: str | None
+
+
+def _pointer(source: SourceConfig, key: str) -> JsonPointer:
+    try:
+        return JsonPointer(source.options[key])
+    except (JsonPointerException, TypeError) as exc:
+        raise ConfigError(f"sources.{source.name}.{key}: not a JSON pointer ({exc})") from None
+
+
+def _status_words(source: SourceConfig) -> dict[str, Status]:
+    words = dict(COMMON_STATUS_WORDS)
+    extra = source.options.get("status_map") or {}
+    if not isinstance(extra, dict):
+        raise ConfigError(f"sources.{source.name}.status_map: must be a table of word = status")
+    for word, status in extra.items():
+        try:
+            words[str(word).lower()] = Status(status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in Status if s != Status.PENDING)
+            raise ConfigError(
+                f"sources.{source.name}.status_map.{word}: {status!r} is not one of {allowed}"
+            ) from None
+    return words
+
+
+class BodyFields:
+    """The pointers and status words of one source, checked once at start."""
+
+    def __init__(self, source: SourceConfig) -> None:
+        self._job_id = _pointer(source, "job_id_pointer")
+        self._status = _pointer(source, "status_pointer")
+        self._result = _pointer(source, "result_pointer")
+        self._error = _pointer(source, "error_pointer")
+        self._words = _status_words(source)
+
+    def read(self, body: bytes) -> Fields:
+        """The fields of a body; a `BadRequest` naming the pointer when one is missing or unknown."""
+        doc = load_object(body)
+        word = self._status.resolve(doc, None)
+        return Fields(
+            job_id=job_id_of(self._job_id.resolve(doc, None), self._job_id.path or "/"),
+            status=status_of(word, self._words, self._status.path or "/"),
+            word=str(word).lower(),
+            result=self._result.resolve(doc, None),
+            error=error_text(self._error.resolve(doc, None)),
+        )
+
+    def callback(self, body: bytes, delivery_id: str | None = None) -> Callback:
+        """The body as a Callback; without a delivery ID from the sender, one derived from job and status."""
+        fields = self.read(body)
+        return Callback(
+            job_id=fields.job_id,
+            status=fields.status,
+            delivery_id=delivery_id or derived_delivery_id(fields.job_id, fields.word),
+            body=body,
+            result=fields.result,
+            error=fields.error,
+        )

@@ -1,0 +1,68 @@
+"""`openai`: Standard Webhooks signatures; thin events whose type says how the job ended.
+
+The body is `{"id": "evt_...", "type": "response.completed", "data": {"id": "resp_..."}, ...}`; the job is
+`data.id` (a response, batch, fine-tuning job, eval run or video) and the event type is its status. An
+event type this version does not know is still taken, as `running`, and counted as a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from relay.errors import BadRequest
+from relay.models import Callback, Status
+from relay.providers.base import job_id_of, load_object
+from relay.providers.standard_webhooks import StandardWebhooksSigned
+
+__all__ = ["EVENT_STATUSES", "OpenAI"]
+
+EVENT_STATUSES: Mapping[str, Status] = {
+    "response.completed": Status.SUCCEEDED,
+    "response.failed": Status.FAILED,
+    "response.cancelled": Status.CANCELED,
+    # Ended early (max_output_tokens, content filter): final, and not what was asked for.
+    "response.incomplete": Status.FAILED,
+    "batch.completed": Status.SUCCEEDED,
+    "batch.failed": Status.FAILED,
+    "batch.expired": Status.FAILED,
+    "batch.cancelled": Status.CANCELED,
+    "fine_tuning.job.succeeded": Status.SUCCEEDED,
+    "fine_tuning.job.failed": Status.FAILED,
+    "fine_tuning.job.cancelled": Status.CANCELED,
+    "eval.run.succeeded": Status.SUCCEEDED,
+    "eval.run.failed": Status.FAILED,
+    "eval.run.canceled": Status.CANCELED,
+    "eval.run.cancelled": Status.CANCELED,  # the spelling some of OpenAI's pages use
+    "video.completed": Status.SUCCEEDED,
+    "video.failed": Status.FAILED,
+}
+
+
+class OpenAI(StandardWebhooksSigned):
+    kind = "openai"
+    options: ClassVar[Mapping[str, Any]] = {}
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> Callback:
+        doc = load_object(body)
+        event_type = doc.get("type")
+        if not isinstance(event_type, str) or not event_type:
+            raise BadRequest("no event type at /type in the body", "missing_status")
+        data = doc.get("data")
+        data = data if isinstance(data, dict) else {}
+        status = EVENT_STATUSES.get(event_type)
+        if status is None:
+            self.warn("unknown_event_type", f"unknown OpenAI event type {event_type[:64]!r} taken as running")
+            status = Status.RUNNING
+            # Events about no job (e.g. realtime.call.incoming) are kept under their own event ID.
+            job_value, where = (data["id"], "/data/id") if "id" in data else (doc.get("id"), "/id")
+        else:
+            job_value, where = data.get("id"), "/data/id"
+        return Callback(
+            job_id=job_id_of(job_value, where),
+            status=status,
+            delivery_id=headers["webhook-id"],
+            body=body,
+            result=doc,
+            error=None if status in (Status.SUCCEEDED, Status.RUNNING) else event_type,
+        )
