@@ -96,7 +96,7 @@ class JwksKeys:
                     response = await client.get(self.url)
                 response.raise_for_status()
                 keys = _keys_of(response.json())
-            except (httpx.HTTPError, ValueError):
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError):
                 return False  # keep what we had; the next refresh may be luckier
             if not keys:
                 return False

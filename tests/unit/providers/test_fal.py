@@ -191,6 +191,13 @@ async def test_unreachable_host_is_503() -> None:
         await source_.verify(*signed(), NOW)
 
 
+@pytest.mark.parametrize("url", ["http://", "http://[::1"])
+async def test_malformed_jwks_url_is_503(url: str) -> None:
+    """A JWKS URL httpx cannot use: 503 jwks_unavailable, not a crash."""
+    with pytest.raises(ServiceUnavailable):
+        await provider("fal", jwks_url=url).verify(*signed(), NOW)
+
+
 def test_default_jwks_url_and_bad_one() -> None:
     """The default is fal's published JWKS; a URL that is not http(s) is a config error naming the key."""
     assert source("fal").options["jwks_url"] == DEFAULT_JWKS_URL
