@@ -69,10 +69,10 @@ async def test_first_start_writes_config_and_shows_keys_once(tmp_path: Path, spa
     again = await _post_signed(f"{second.base_url}/hooks/demo", secret, "second-run-job")
     assert again.status_code == 200 and again.json()["duplicate"] is False
 
-    # The other commands find ./relay.toml the same way `serve` does.
+    # The other commands find ./relay.toml the same way `serve` does, with the port it was first started on.
     source_url = run_cli("source-url", "demo", cwd=home)
     assert source_url.returncode == 0, source_url.stderr
-    assert source_url.stdout.strip() == "http://127.0.0.1:8000/hooks/demo"
+    assert source_url.stdout.strip() == f"{first.base_url}/hooks/demo"
     check = run_cli("check-config", cwd=home)
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("config ok: 1 source(s)")
