@@ -20,11 +20,14 @@ __all__ = [
     "Provider",
     "SourceConfig",
     "UnsignedProvider",
+    "api_url",
     "derived_delivery_id",
     "error_text",
+    "get_json",
     "header",
     "job_id_of",
     "load_object",
+    "reconciled",
     "status_of",
 ]
 
@@ -65,7 +68,7 @@ class SourceConfig:
 
     name: str
     kind: str
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     timeout_s: float = 900.0
     tolerance_s: float = 300.0
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -150,6 +153,33 @@ def header(headers: Mapping[str, str], name: str, code: str = "missing_header") 
     if not value:
         raise Unauthorized(f"the {name} header is missing", code)
     return value
+
+
+def api_url(source: SourceConfig, default_base: str, path: str) -> str:
+    """`path` under the source's `api_base_url` (a test server, a proxy) or the provider's own API."""
+    return f"{(source.api_base_url or default_base).rstrip('/')}/{path.lstrip('/')}"
+
+
+async def get_json(client: httpx.AsyncClient, url: str, headers: Mapping[str, str]) -> Any:
+    """GET a provider's status resource; a non-2xx answer raises (the sweeper takes it as no answer)."""
+    response = await client.get(url, headers=dict(headers))
+    response.raise_for_status()
+    return response.json()
+
+
+def reconciled(
+    job_id: str, status: Status, body: bytes, result: Any = None, error: str | None = None
+) -> Callback:
+    """The provider's own status answer, stored like a callback with `via: reconcile`."""
+    return Callback(
+        job_id=job_id,
+        status=status,
+        delivery_id=derived_delivery_id(job_id, f"reconcile-{status.value}"),
+        body=body,
+        result=result,
+        error=error,
+        via="reconcile",
+    )
 
 
 def derived_delivery_id(job_id: str, status_word: str) -> str:

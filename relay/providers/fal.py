@@ -16,26 +16,31 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from relay import signing
 from relay.errors import ConfigError, ServiceUnavailable, Unauthorized
-from relay.models import Callback, Status
+from relay.models import Callback, Job, Status
 from relay.providers.base import (
     Provider,
     SourceConfig,
+    api_url,
     derived_delivery_id,
     error_text,
+    get_json,
     header,
     job_id_of,
     load_object,
+    reconciled,
     status_of,
 )
 
 __all__ = ["DEFAULT_JWKS_URL", "Fal", "JwksKeys"]
 
 DEFAULT_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+QUEUE_API = "https://queue.fal.run"
 KEYS_TTL_S = 24 * 3600.0
 REFETCH_INTERVAL_S = 60.0
 FETCH_TIMEOUT_S = 10.0
@@ -161,3 +166,43 @@ class Fal(Provider):
             result=doc.get("payload"),
             error=error,
         )
+
+    async def fetch_status(self, job: Job, client: httpx.AsyncClient) -> Callback | None:
+        """Ask fal's queue: the request's status, then its response once COMPLETED.
+
+        The URLs come from the job's metadata: `status_url` and `response_url` as fal's submit answered them,
+        or `model_id` (without a subpath such as `/dev`) to build them.
+        """
+        token = self.source.api_token
+        meta = job.metadata
+        model_id = meta.get("model_id")
+        if not token or not (meta.get("status_url") or model_id):
+            return None
+        auth = {"authorization": f"Key {token}"}
+        base = f"{model_id}/requests/{job.job_id}"
+        state = await get_json(
+            client, meta.get("status_url") or api_url(self.source, QUEUE_API, f"{base}/status"), auth
+        )
+        if state.get("status") != "COMPLETED":  # IN_QUEUE, IN_PROGRESS: still running
+            return reconciled(job.job_id, Status.RUNNING, orjson.dumps(state))
+        if error_text(state.get("error")):  # COMPLETED does not mean success
+            return reconciled(
+                job.job_id, Status.FAILED, orjson.dumps(state), state, error_text(state.get("error"))
+            )
+        url = meta.get("response_url") or api_url(self.source, QUEUE_API, base)
+        response = await client.get(url, headers=auth)
+        payload = _json_or_text(response)
+        if response.is_success:
+            return reconciled(job.job_id, Status.SUCCEEDED, response.content, payload)
+        if response.status_code >= 500 or response.status_code in (401, 403, 404, 429):
+            response.raise_for_status()  # fal or our token is the problem, not the job: no answer
+        return reconciled(
+            job.job_id, Status.FAILED, response.content, payload, f"HTTP {response.status_code}"
+        )
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]

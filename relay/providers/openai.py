@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import httpx
+import orjson
+
 from relay.errors import BadRequest
-from relay.models import Callback, Status
-from relay.providers.base import job_id_of, load_object
+from relay.models import Callback, Job, Status
+from relay.providers.base import api_url, error_text, get_json, job_id_of, load_object, reconciled
 from relay.providers.standard_webhooks import StandardWebhooksSigned
 
 __all__ = ["EVENT_STATUSES", "OpenAI"]
@@ -36,6 +39,37 @@ EVENT_STATUSES: Mapping[str, Status] = {
     "eval.run.cancelled": Status.CANCELED,  # the spelling some of OpenAI's pages use
     "video.completed": Status.SUCCEEDED,
     "video.failed": Status.FAILED,
+}
+
+
+API = "https://api.openai.com/v1"
+
+# The resource behind a job ID (by its prefix) and the words of its `status` field.
+_RUNNING = ("queued", "in_progress", "validating", "validating_files", "finalizing", "cancelling", "running")
+RESOURCES: Mapping[str, tuple[str, Mapping[str, Status]]] = {
+    "resp_": (
+        "responses",
+        {
+            "completed": Status.SUCCEEDED,
+            "failed": Status.FAILED,
+            "cancelled": Status.CANCELED,
+            "incomplete": Status.FAILED,
+        },
+    ),
+    "batch_": (
+        "batches",
+        {
+            "completed": Status.SUCCEEDED,
+            "failed": Status.FAILED,
+            "expired": Status.FAILED,
+            "cancelled": Status.CANCELED,
+        },
+    ),
+    "ftjob-": (
+        "fine_tuning/jobs",
+        {"succeeded": Status.SUCCEEDED, "failed": Status.FAILED, "cancelled": Status.CANCELED},
+    ),
+    "video_": ("videos", {"completed": Status.SUCCEEDED, "failed": Status.FAILED}),
 }
 
 
@@ -66,3 +100,21 @@ class OpenAI(StandardWebhooksSigned):
             result=doc,
             error=None if status in (Status.SUCCEEDED, Status.RUNNING) else event_type,
         )
+
+    async def fetch_status(self, job: Job, client: httpx.AsyncClient) -> Callback | None:
+        """Retrieve the response, batch, fine-tuning job or video named by the job ID (eval runs: no)."""
+        resource = next((r for prefix, r in RESOURCES.items() if job.job_id.startswith(prefix)), None)
+        if not self.source.api_token or resource is None:
+            return None
+        path, words = resource
+        url = api_url(self.source, API, f"{path}/{job.job_id}")
+        obj = await get_json(client, url, {"authorization": f"Bearer {self.source.api_token}"})
+        word = obj.get("status")
+        status = Status.RUNNING if word in _RUNNING else words.get(str(word))
+        if status is None:
+            self.warn("unknown_resource_status", f"unknown OpenAI {path} status {str(word)[:64]!r}")
+            return None
+        error = (
+            None if status in (Status.SUCCEEDED, Status.RUNNING) else (error_text(obj.get("error")) or word)
+        )
+        return reconciled(job.job_id, status, orjson.dumps(obj), obj, error)

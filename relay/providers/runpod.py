@@ -6,18 +6,27 @@ The body is the job envelope: `id`, `status`, `output` or `error` (plus `delayTi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from relay.models import Callback, Status
+import httpx
+import orjson
+
+from relay.models import Callback, Job, Status
 from relay.providers.base import (
     UnsignedProvider,
+    api_url,
     derived_delivery_id,
     error_text,
+    get_json,
     job_id_of,
     load_object,
+    reconciled,
     status_of,
 )
 
 __all__ = ["RunPod"]
+
+API = "https://api.runpod.ai/v2"
 
 JOB_STATUSES: Mapping[str, Status] = {
     "in_queue": Status.RUNNING,
@@ -33,6 +42,8 @@ JOB_STATUSES: Mapping[str, Status] = {
 
 class RunPod(UnsignedProvider):
     kind = "runpod"
+    # `endpoint_id` lets the sweeper ask `/{endpoint_id}/status/{job}`; a job's `metadata.endpoint_id` wins.
+    options: ClassVar[Mapping[str, Any]] = {**UnsignedProvider.options, "endpoint_id": None}
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> Callback:
         doc = load_object(body)
@@ -50,3 +61,16 @@ class RunPod(UnsignedProvider):
             result=doc.get("output"),
             error=error,
         )
+
+    async def fetch_status(self, job: Job, client: httpx.AsyncClient) -> Callback | None:
+        """GET /{endpoint_id}/status/{job}: the same envelope as the webhook."""
+        endpoint = job.metadata.get("endpoint_id") or self.source.options.get("endpoint_id")
+        if not self.source.api_token or not endpoint:
+            return None
+        url = api_url(self.source, API, f"{endpoint}/status/{job.job_id}")
+        envelope = await get_json(client, url, {"authorization": f"Bearer {self.source.api_token}"})
+        status = status_of(envelope.get("status"), JOB_STATUSES, "/status")
+        error = error_text(envelope.get("error"))
+        if str(envelope.get("status")).upper() == "TIMED_OUT" and error is None:
+            error = "TIMED_OUT"
+        return reconciled(job.job_id, status, orjson.dumps(envelope), envelope.get("output"), error)
