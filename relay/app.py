@@ -14,13 +14,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relay.delivery import Deliverer, delivery_client
 from relay.errors import RelayError
 from relay.hub import Hub
 from relay.ingest import Ingestor
 from relay.loops import Loop
 from relay.metrics import Metrics
 from relay.providers import Provider, build_provider
-from relay.routes import hooks, jobs, ops, streams
+from relay.routes import deliveries, hooks, jobs, ops, streams, subscriptions
 from relay.routes.common import error_response
 from relay.settings import Settings
 from relay.store import Store, open_store
@@ -93,6 +94,11 @@ def create_app(
             services.loops.append(
                 Sweeper(settings, store, providers, services.ingestor, services.provider_http, clock)
             )
+            # Deliveries: one shared, guarded client; each committed job change wakes the deliverer.
+            delivery_http = delivery_client(settings)
+            deliverer = Deliverer(settings, store, delivery_http, clock, services.metrics)
+            services.loops.append(deliverer)
+            services.ingestor.listeners.append(deliverer.wake)
             stop = asyncio.Event()
             tasks = [
                 asyncio.create_task(loop.run(stop), name=loop.name) for loop in services.loops if background
@@ -108,11 +114,19 @@ def create_app(
                         task.cancel()
                     await asyncio.gather(*pending, return_exceptions=True)
                 await services.provider_http.aclose()
+                await delivery_http.aclose()
         finally:
             await store.close()
 
     return Starlette(
-        routes=[*hooks.routes, *jobs.routes, *streams.routes, *ops.routes],
+        routes=[
+            *hooks.routes,
+            *jobs.routes,
+            *streams.routes,
+            *ops.routes,
+            *subscriptions.routes,
+            *deliveries.routes,
+        ],
         exception_handlers={RelayError: _relay_error},
         lifespan=lifespan,
     )

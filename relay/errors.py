@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "ConfigError",
+    "Conflict",
     "Forbidden",
     "NotFound",
     "PayloadTooLarge",
@@ -44,6 +45,11 @@ class Forbidden(RelayError):
 class NotFound(RelayError):
     status = 404
     default_code = "not_found"
+
+
+class Conflict(RelayError):
+    status = 409
+    default_code = "conflict"
 
 
 class PayloadTooLarge(RelayError):

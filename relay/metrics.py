@@ -27,3 +27,15 @@ class Metrics:
         )
         self.waiters = Gauge("relay_waiters", "Long-poll waiters held now.", registry=self.registry)
         self.jobs = Gauge("relay_jobs", "Stored jobs by status.", ["status"], registry=self.registry)
+        self.deliveries = Counter(
+            "relay_delivery_attempts_total",
+            "Delivery attempts by the state they left the delivery in (delivered, retrying, dead).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.delivery_seconds = Histogram(
+            "relay_delivery_seconds",
+            "Time from a delivery's POST to its answer (or failure).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )

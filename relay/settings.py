@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from relay import signing
+from relay.backoff import DEFAULT_SCHEDULE_S
 from relay.errors import ConfigError
 from relay.providers import KINDS, SourceConfig, build_provider
 from relay.tokens import Tokens
@@ -41,6 +42,18 @@ _TOP_LEVEL: dict[str, Any] = {
     "sse_heartbeat_s": 15.0,
     "reconcile_concurrency": 8,
     "reconcile_timeout_s": 10.0,
+    # Deliveries to subscribers (relay/delivery.py).
+    "delivery_timeout_s": 15.0,
+    "delivery_connect_timeout_s": 5.0,
+    "delivery_concurrency": 64,
+    "endpoint_concurrency": 8,
+    "delivery_poll_s": 1.0,
+    "retry_schedule_s": DEFAULT_SCHEDULE_S,
+    "retry_jitter": 0.1,
+    "retry_after_max_s": 3600.0,
+    "circuit_failures": 5,
+    "circuit_open_s": 30.0,
+    "circuit_open_max_s": 600.0,
 }
 _SECRET_KEYS = ("secret_key", "api_keys", "signing_secret")
 _SOURCE_COMMON = {
@@ -79,6 +92,17 @@ class Settings:
     sse_heartbeat_s: float = 15.0
     reconcile_concurrency: int = 8
     reconcile_timeout_s: float = 10.0
+    delivery_timeout_s: float = 15.0  # a whole attempt: connect, send, status and the first response bytes
+    delivery_connect_timeout_s: float = 5.0
+    delivery_concurrency: int = 64  # attempts in flight at once, all endpoints together
+    endpoint_concurrency: int = 8  # attempts in flight at once to one scheme://host:port
+    delivery_poll_s: float = 1.0
+    retry_schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S
+    retry_jitter: float = 0.1
+    retry_after_max_s: float = 3600.0
+    circuit_failures: int = 5  # failures in a row that pause an endpoint
+    circuit_open_s: float = 30.0  # the first pause; it doubles on each failed probe, up to circuit_open_max_s
+    circuit_open_max_s: float = 600.0
     # Out of the repr: a SourceConfig's repr shows its secrets.
     sources: Mapping[str, SourceConfig] = field(default_factory=dict, repr=False)
 
@@ -182,6 +206,7 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     ):
         if values[key] <= 0:
             raise ConfigError(f"{key}: must be positive")
+    _check_delivery_settings(values)
     if not 0 <= values["port"] <= 65535:
         raise ConfigError("port: expected 0 to 65535")
     if values["signing_secret"]:
@@ -194,6 +219,25 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         raise ConfigError("sources: expected tables [sources.NAME]")
     values["sources"] = {name: _source(name, table, env) for name, table in sources.items()}
     return Settings(**values)
+
+
+def _check_delivery_settings(values: dict[str, Any]) -> None:
+    """The delivery keys: positive numbers, a jitter fraction, and a schedule of delays."""
+    positive = (
+        "delivery_timeout_s delivery_connect_timeout_s delivery_concurrency endpoint_concurrency"
+        " delivery_poll_s retry_after_max_s circuit_failures circuit_open_s circuit_open_max_s"
+    )
+    for key in positive.split():
+        if values[key] <= 0:
+            raise ConfigError(f"{key}: must be positive")
+    if not 0 <= values["retry_jitter"] < 1:
+        raise ConfigError("retry_jitter: expected a fraction from 0 up to (not including) 1")
+    schedule = values["retry_schedule_s"]
+    if not isinstance(schedule, list | tuple) or not all(
+        isinstance(s, int | float) and not isinstance(s, bool) and s >= 0 for s in schedule
+    ):
+        raise ConfigError("retry_schedule_s: expected a list of delays in seconds (numbers >= 0)")
+    values["retry_schedule_s"] = tuple(float(s) for s in schedule)
 
 
 def _typed(key: str, value: Any, default: Any) -> Any:

@@ -9,12 +9,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay.errors import Forbidden, PayloadTooLarge, RelayError, Unauthorized
+from relay.errors import BadRequest, Forbidden, PayloadTooLarge, RelayError, Unauthorized
 
 if TYPE_CHECKING:
     from relay.app import Services
 
-__all__ = ["authorize", "error_response", "json_response", "read_body", "services"]
+__all__ = ["MAX_LIST_LIMIT", "authorize", "error_response", "json_response", "page", "read_body", "services"]
+
+MAX_LIST_LIMIT = 500
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -23,6 +25,19 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
 
 def error_response(exc: RelayError) -> Response:
     return json_response({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+
+
+def page(request: Request) -> tuple[int, int | None]:
+    """`?limit=` (default 50) and `?cursor=` of a list request: the page size and the id to start below."""
+    params = request.query_params
+    try:
+        limit = int(params.get("limit", "50"))
+        before = int(params["cursor"]) if params.get("cursor") else None
+    except ValueError:
+        raise BadRequest("limit and cursor must be integers from an earlier answer", "bad_cursor") from None
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise BadRequest(f"limit must be from 1 to {MAX_LIST_LIMIT}", "bad_limit")
+    return limit, before
 
 
 def services(request: Request) -> Services:

@@ -11,16 +11,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive
 
+from relay.delivery import Deliverer
 from relay.errors import BadRequest, NotFound
 from relay.hub import Waiter
 from relay.models import Job, Registration, Status
 from relay.providers.base import load_object
-from relay.routes.common import authorize, json_response, read_body, services
+from relay.routes.common import authorize, json_response, page, read_body, services
+from relay.routes.subscriptions import check_subscriber_urls
 
 __all__ = ["routes"]
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
-MAX_LIST_LIMIT = 500
 
 
 def _wait_seconds(request: Request, max_wait_s: float) -> float | None:
@@ -100,10 +101,19 @@ async def register_job(request: Request) -> Response:
     authorize(request)
     doc = load_object(await read_body(request, svc.settings.max_body_bytes))
     registration = _registration(doc, svc.providers.keys())
+    if registration.subscribers:
+        if not svc.settings.signing_secret:
+            raise BadRequest(
+                "per-job subscribers are signed with signing_secret: set it in the config first",
+                "no_signing_secret",
+            )
+        await check_subscriber_urls(request, registration.subscribers)
     source = svc.settings.sources[registration.source]
     job, created = await svc.store.register(
         registration, svc.clock(), source.timeout_s, source.reconcile_after_s
     )
+    if job.final and registration.subscribers:  # a finished job's result may have been queued for new ones
+        svc.loop(Deliverer).wake()
     body = job.to_public()
     body["ticket"] = svc.tokens.ticket(job.source, job.job_id)
     body["webhook_url"] = svc.webhook_url(job.source)
@@ -147,13 +157,7 @@ async def list_jobs(request: Request) -> Response:
     status = params.get("status") or None
     if status is not None and status not in Status.__members__.values():
         raise BadRequest(f"unknown status {status!r}", "bad_status")
-    try:
-        limit = int(params.get("limit", "50"))
-        before = int(params["cursor"]) if params.get("cursor") else None
-    except ValueError:
-        raise BadRequest("limit and cursor must be integers from an earlier answer", "bad_cursor") from None
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise BadRequest(f"limit must be from 1 to {MAX_LIST_LIMIT}", "bad_limit")
+    limit, before = page(request)
     jobs = await svc.store.list_jobs(
         source=params.get("source") or None,
         status=None if status is None else Status(status),

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
-from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
+from relay.models import (
+    Callback,
+    CallbackRecord,
+    Claim,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Event,
+    IngestOutcome,
+    Job,
+    Registration,
+    Status,
+    Subscription,
+)
 
 __all__ = ["Store", "open_store"]
 
@@ -77,6 +91,84 @@ class Store(Protocol):
 
     async def purge_finished(self, before: float, limit: int) -> int:
         """Delete up to `limit` jobs finished before `before` with their history; answer how many."""
+        ...
+
+    # --- subscriptions and deliveries (SQLite: relay/store/sqlite_deliveries.py)
+
+    async def create_subscription(
+        self, url: str, source: str | None, events: Sequence[str] | None, secret: str, now: float
+    ) -> Subscription:
+        """Store a subscription; it gets the events made from now on."""
+        ...
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        """Every subscription, oldest first."""
+        ...
+
+    async def get_subscription(self, sub_id: str) -> Subscription | None:
+        """The subscription, or None."""
+        ...
+
+    async def delete_subscription(self, sub_id: str, now: float) -> bool:
+        """Remove a subscription and give up its unsent deliveries; False when there was none."""
+        ...
+
+    async def rotate_subscription_secret(
+        self, sub_id: str, secret: str, now: float, overlap_s: float
+    ) -> Subscription | None:
+        """Set a new secret, keeping the current one signing for `overlap_s`; None when unknown."""
+        ...
+
+    async def claim_deliveries(
+        self,
+        now: float,
+        *,
+        limit: int,
+        lease_s: float,
+        per_endpoint: int,
+        room: Mapping[str, int],
+        blocked: Collection[str],
+    ) -> list[Claim]:
+        """Take due deliveries under a lease, in order per job and target, within per-endpoint room."""
+        ...
+
+    async def finish_delivery(
+        self,
+        delivery_id: int,
+        token: int,
+        attempt: DeliveryAttempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+        *,
+        quick: bool = False,
+        disable_subscription: str | None = None,
+    ) -> bool:
+        """Record an attempt and the delivery's new state; False when the claim `token` was lost."""
+        ...
+
+    async def list_deliveries(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        source: str | None = None,
+        job_id: str | None = None,
+        subscription_id: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Delivery]:
+        """Deliveries newest first, each with its attempts, starting below id `before`."""
+        ...
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        """One delivery with its attempts."""
+        ...
+
+    async def retry_delivery(self, delivery_id: int, now: float) -> Delivery | None:
+        """Queue a delivery again now with a fresh schedule; None when unknown or in flight."""
+        ...
+
+    async def recover_deliveries(self, now: float) -> int:
+        """Make deliveries in flight in a process that is gone due again; answer how many."""
         ...
 
     async def ping(self) -> None:

@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from functools import partial
 from importlib import resources
 from typing import Any
 
 import aiosqlite
 import orjson
 
-from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status, transition
+from relay.models import (
+    Callback,
+    CallbackRecord,
+    Claim,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Event,
+    IngestOutcome,
+    Job,
+    Registration,
+    Status,
+    Subscription,
+    transition,
+)
+from relay.store import sqlite_deliveries
 from relay.store.group_commit import GroupCommitWriter
+from relay.store.sqlite_deliveries import backfill, fan_out
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: subscriptions, deliveries, delivery_attempts
 _JOB_COLUMNS = (
     "id, source, job_id, status, result, error, late, metadata, created_at, updated_at, "
     "finished_at, deadline, callbacks, subscribers, timeout_s"
@@ -60,7 +78,9 @@ def emit_event(conn: sqlite3.Connection, job: Job, now: float) -> Event:
         (event_id, job.source, job.job_id, kind, now, orjson.dumps(data)),
     ).lastrowid
     assert row_id is not None
-    return Event(row_id, event_id, job.source, job.job_id, kind, now, data)
+    event = Event(row_id, event_id, job.source, job.job_id, kind, now, data)
+    fan_out(conn, event, job, now)  # its deliveries, in the same transaction
+    return event
 
 
 def _dump(value: Any) -> bytes | None:
@@ -189,6 +209,113 @@ class SQLiteStore:
 
         return await self.writer.run(purge_finished, before, limit)
 
+    # Subscriptions and deliveries: SQL in sqlite_deliveries.py.
+
+    async def create_subscription(
+        self, url: str, source: str | None, events: Sequence[str] | None, secret: str, now: float
+    ) -> Subscription:
+        return await self.writer.run(sqlite_deliveries.create_subscription, url, source, events, secret, now)
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        rows = await self._db.execute_fetchall(sqlite_deliveries.LIST_SUBSCRIPTIONS_SQL)
+        return [sqlite_deliveries.subscription_from_row(row) for row in rows]
+
+    async def get_subscription(self, sub_id: str) -> Subscription | None:
+        rows = list(await self._db.execute_fetchall(sqlite_deliveries.GET_SUBSCRIPTION_SQL, (sub_id,)))
+        return sqlite_deliveries.subscription_from_row(rows[0]) if rows else None
+
+    async def delete_subscription(self, sub_id: str, now: float) -> bool:
+        return await self.writer.run(sqlite_deliveries.delete_subscription, sub_id, now)
+
+    async def rotate_subscription_secret(
+        self, sub_id: str, secret: str, now: float, overlap_s: float
+    ) -> Subscription | None:
+        return await self.writer.run(sqlite_deliveries.rotate_secret, sub_id, secret, now, overlap_s)
+
+    async def claim_deliveries(
+        self,
+        now: float,
+        *,
+        limit: int,
+        lease_s: float,
+        per_endpoint: int,
+        room: Mapping[str, int],
+        blocked: Collection[str],
+    ) -> list[Claim]:
+        return await self.writer.run(
+            partial(
+                sqlite_deliveries.claim,
+                limit=limit,
+                lease_s=lease_s,
+                per_endpoint=per_endpoint,
+                room=dict(room),
+                blocked=list(blocked),
+            ),
+            now,
+        )
+
+    async def finish_delivery(
+        self,
+        delivery_id: int,
+        token: int,
+        attempt: DeliveryAttempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+        *,
+        quick: bool = False,
+        disable_subscription: str | None = None,
+    ) -> bool:
+        return await self.writer.run(
+            sqlite_deliveries.finish,
+            delivery_id,
+            token,
+            attempt,
+            status,
+            next_attempt_at,
+            quick,
+            disable_subscription,
+        )
+
+    async def list_deliveries(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        source: str | None = None,
+        job_id: str | None = None,
+        subscription_id: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Delivery]:
+        sql, params = sqlite_deliveries.list_deliveries_sql(
+            status=None if status is None else status.value,
+            source=source,
+            job_id=job_id,
+            subscription_id=subscription_id,
+            before=before,
+            limit=limit,
+        )
+        return await self._with_attempts(await self._db.execute_fetchall(sql, params))
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        rows = await self._db.execute_fetchall(sqlite_deliveries.GET_DELIVERY_SQL, (delivery_id,))
+        found = await self._with_attempts(rows)
+        return found[0] if found else None
+
+    async def _with_attempts(self, rows: Iterable[Any]) -> list[Delivery]:
+        rows = list(rows)
+        history: dict[int, list[DeliveryAttempt]] = {row[0]: [] for row in rows}
+        if rows:
+            sql = sqlite_deliveries.attempts_sql(len(rows))
+            for attempt in await self._db.execute_fetchall(sql, list(history)):
+                history[attempt[0]].append(sqlite_deliveries.attempt_from_row(attempt))
+        return [sqlite_deliveries.delivery_from_row(row, history[row[0]]) for row in rows]
+
+    async def retry_delivery(self, delivery_id: int, now: float) -> Delivery | None:
+        return await self.writer.run(sqlite_deliveries.retry, delivery_id, now)
+
+    async def recover_deliveries(self, now: float) -> int:
+        return await self.writer.run(sqlite_deliveries.recover, now)
+
     async def ping(self) -> None:
         await self._db.execute_fetchall("SELECT 1")
 
@@ -203,7 +330,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"the database is at schema {version}, newer than this relay ({SCHEMA_VERSION})")
-    if version < 1:
+    if version < SCHEMA_VERSION:  # schema.sql only adds (IF NOT EXISTS), so it upgrades any older version
         schema = resources.files("relay.store").joinpath("schema.sql").read_text()
         conn.executescript(f"BEGIN; {schema}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
@@ -318,4 +445,7 @@ def _register(
             job.row_id,
         ),
     )
-    return _job(conn.execute(_SELECT_JOB_BY_ROW, (job.row_id,)).fetchone()), False
+    merged = _job(conn.execute(_SELECT_JOB_BY_ROW, (job.row_id,)).fetchone())
+    # Subscribers added after the job finished still get its final event.
+    backfill(conn, merged, [url for url in reg.subscribers if url not in job.subscribers], now)
+    return merged, False

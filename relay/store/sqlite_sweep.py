@@ -75,4 +75,7 @@ def purge_finished(conn: sqlite3.Connection, before: float, limit: int) -> int:
 _PURGE_JOB: list[str] = [
     "DELETE FROM callbacks WHERE source = ? AND job_id = ?",
     "DELETE FROM events WHERE source = ? AND job_id = ?",
+    "DELETE FROM delivery_attempts WHERE delivery_id IN"
+    " (SELECT id FROM deliveries WHERE source = ? AND job_id = ?)",
+    "DELETE FROM deliveries WHERE source = ? AND job_id = ?",
 ]

@@ -1,0 +1,251 @@
+"""The deliverer: claims due deliveries under a lease, POSTs them signed, records attempts, plans retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from relay import signing
+from relay.backoff import next_attempt_at, retry_after_s
+from relay.breaker import Breakers
+from relay.loops import Loop
+from relay.metrics import Metrics
+from relay.models import Claim, Delivery, DeliveryAttempt, DeliveryStatus
+from relay.settings import Settings
+from relay.ssrf import DestinationBlocked, guarded_transport
+from relay.store import Store
+
+__all__ = ["Deliverer", "delivery_client"]
+
+log = logging.getLogger(__name__)
+
+RESPONSE_HEAD_BYTES = 1024  # how much of each answer is kept with the attempt
+QUICK_FAILURE_S = 1.0  # a connection failing faster than this gets one immediate retry
+LEASE_MARGIN_S = 30.0  # a lease outlives the attempt's own timeout by this much
+USER_AGENT = "relay-webhooks/0.1"
+
+
+def delivery_client(settings: Settings) -> httpx.AsyncClient:
+    """The one HTTP client all deliveries share: pooled, bounded, no redirects, guarded destinations."""
+    limits = httpx.Limits(
+        max_connections=settings.delivery_concurrency, max_keepalive_connections=settings.delivery_concurrency
+    )
+    return httpx.AsyncClient(
+        transport=guarded_transport(limits, allow_private=settings.allow_private_destinations),
+        timeout=httpx.Timeout(settings.delivery_timeout_s, connect=settings.delivery_connect_timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"user-agent": USER_AGENT},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What one POST came to."""
+
+    attempt: DeliveryAttempt
+    retry_after: str | None = None
+    quick_failure: bool = False  # the connection failed fast (not refused by the guard)
+
+
+class Deliverer(Loop):
+    """Runs in the serve process. Each round claims what is due and starts one task per attempt.
+
+    Isolation: at most `endpoint_concurrency` attempts are in flight per endpoint and `delivery_concurrency`
+    in all, and an endpoint whose circuit breaker is open is not claimed for, so an endpoint that hangs or
+    fails holds a few slots, never the healthy endpoints' deliveries.
+    """
+
+    name = "deliverer"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        http: httpx.AsyncClient,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+    ) -> None:
+        super().__init__(settings.delivery_poll_s, clock)
+        self._settings = settings
+        self._store = store
+        self._http = http
+        self._metrics = metrics
+        self.breakers = Breakers(
+            settings.circuit_failures, settings.circuit_open_s, settings.circuit_open_max_s
+        )
+        self._in_flight: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.lease_s = settings.delivery_timeout_s + LEASE_MARGIN_S
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts running now."""
+        return len(self._tasks)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Recover deliveries a previous process left in flight, then deliver until stopped."""
+        try:
+            recovered = await self._store.recover_deliveries(self.clock())
+            if recovered:
+                log.info("%d delivery(ies) in flight at the last stop are due again", recovered)
+        except Exception:
+            log.exception("recovering deliveries in flight failed; their leases will expire instead")
+        try:
+            await super().run(stop)
+            await self.drain()  # the app bounds this by its grace period, then cancels us
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait until every attempt started so far has finished and been recorded."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def run_once(self, now: float) -> int:
+        """Claim what is due at `now` within the free room and start an attempt for each; answer how many."""
+        free = self._settings.delivery_concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        per_endpoint = self._settings.endpoint_concurrency
+        room = self.breakers.limited(now, per_endpoint)
+        for endpoint, running in self._in_flight.items():
+            room[endpoint] = room.get(endpoint, per_endpoint) - running
+        blocked = [endpoint for endpoint, left in room.items() if left <= 0]
+        claims = await self._store.claim_deliveries(
+            now,
+            limit=free,
+            lease_s=self.lease_s,
+            per_endpoint=per_endpoint,
+            room={endpoint: left for endpoint, left in room.items() if left > 0},
+            blocked=blocked,
+        )
+        started = time.monotonic()
+        for claim in claims:
+            endpoint = claim.delivery.endpoint
+            self._in_flight[endpoint] = self._in_flight.get(endpoint, 0) + 1
+            task = asyncio.create_task(
+                self._deliver(claim, now, started), name=f"delivery-{claim.delivery.id}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claims)
+
+    async def _deliver(self, claim: Claim, now: float, round_started: float) -> None:
+        """One attempt, recorded; the slot is given back and the loop woken whatever happens."""
+        delivery = claim.delivery
+        try:
+            # The attempt's time on the round's clock (an explicit clock in tests).
+            at = now + (time.monotonic() - round_started)
+            answer = await self._post(claim, at)
+            await self._record(delivery, answer)
+        except Exception:  # the lease expires and the delivery is tried again
+            log.exception("delivery %s failed unexpectedly", delivery.public_id)
+        finally:
+            left = self._in_flight[delivery.endpoint] - 1
+            if left:
+                self._in_flight[delivery.endpoint] = left
+            else:
+                del self._in_flight[delivery.endpoint]
+            self.wake()
+
+    def _signature(self, claim: Claim, timestamp: int) -> str | None:
+        secrets = claim.secrets or ((self._settings.signing_secret,) if self._settings.signing_secret else ())
+        if not secrets:
+            return None
+        keys = [signing.decode_secret(secret) for secret in secrets]
+        return " ".join(signing.sign(key, claim.delivery.event_id, timestamp, claim.body) for key in keys)
+
+    async def _post(self, claim: Claim, at: float) -> _Answer:
+        """POST once, bounded by `delivery_timeout_s` as a whole; network failures are answers, not raised."""
+        delivery = claim.delivery
+        timestamp = int(at)
+        signature = self._signature(claim, timestamp)
+        if signature is None:
+            unsigned = "not sent: per-job subscribers are signed with signing_secret, which is not configured"
+            return _Answer(DeliveryAttempt(at, None, 0.0, unsigned))
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": delivery.event_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+        }
+        timeout = self._settings.delivery_timeout_s
+        status: int | None = None
+        retry_after: str | None = None
+        head = b""
+        error: str | None = None
+        quick = False
+        started = time.monotonic()
+        try:
+            async with (
+                asyncio.timeout(timeout),
+                self._http.stream("POST", delivery.url, content=claim.body, headers=headers) as response,
+            ):
+                status = response.status_code
+                retry_after = response.headers.get("retry-after")
+                if response.is_redirect:
+                    error = f"redirect to {response.headers.get('location')!r} not followed"
+                async for chunk in response.aiter_bytes():
+                    head += chunk
+                    if len(head) >= RESPONSE_HEAD_BYTES:
+                        break  # the rest is not read; the connection is closed rather than reused
+        except TimeoutError:  # after a status line, the answer counts; only its body was cut off
+            error = (
+                f"no answer within {timeout:g} s" if status is None else "the body was cut off by the timeout"
+            )
+        except httpx.ConnectError as exc:
+            blocked = isinstance(exc.__cause__, DestinationBlocked)
+            quick = not blocked and time.monotonic() - started < QUICK_FAILURE_S
+            error = f"connection failed: {exc}" if not blocked else f"destination refused: {exc}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        latency_ms = (time.monotonic() - started) * 1000
+        attempt = DeliveryAttempt(at, status, latency_ms, error, head[:RESPONSE_HEAD_BYTES])
+        return _Answer(attempt, retry_after, quick)
+
+    async def _record(self, delivery: Delivery, answer: _Answer) -> None:
+        """Decide what the answer means for the delivery, its endpoint and its subscription, and store it."""
+        attempt = answer.attempt
+        done = attempt.at + attempt.latency_ms / 1000
+        code = attempt.status_code
+        settings = self._settings
+        quick, disable = False, None
+        if code is not None and 200 <= code < 300:
+            status, when = DeliveryStatus.DELIVERED, None
+            self.breakers.succeeded(delivery.endpoint)
+        elif code == 410:  # the subscriber says it is gone for good
+            status, when = DeliveryStatus.DEAD, None
+            disable = "410 Gone"
+            self.breakers.succeeded(delivery.endpoint)
+        elif answer.quick_failure and not delivery.quick_retried:
+            status, when, quick = DeliveryStatus.RETRYING, done, True
+            self.breakers.failed(delivery.endpoint, done)
+        else:
+            when = next_attempt_at(
+                delivery.failures + 1, done, settings.retry_schedule_s, settings.retry_jitter
+            )
+            asked = retry_after_s(answer.retry_after, done) if code in (429, 503) else None
+            if when is not None and asked is not None:
+                when = done + min(asked, settings.retry_after_max_s)
+            status = DeliveryStatus.DEAD if when is None else DeliveryStatus.RETRYING
+            if code != 429:  # a throttling endpoint is alive: it is slowed by Retry-After, not paused
+                if self.breakers.failed(delivery.endpoint, done):
+                    log.warning(
+                        "endpoint %s failed %d times in a row: paused",
+                        delivery.endpoint,
+                        settings.circuit_failures,
+                    )
+        await self._store.finish_delivery(
+            delivery.id, delivery.attempts, attempt, status, when, quick=quick, disable_subscription=disable
+        )
+        if self._metrics is not None:
+            self._metrics.deliveries.labels(status.value).inc()
+            self._metrics.delivery_seconds.observe(attempt.latency_ms / 1000)

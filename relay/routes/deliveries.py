@@ -1,0 +1,80 @@
+"""Deliveries: list them with every attempt, read one, send one again."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from relay.delivery import Deliverer
+from relay.errors import BadRequest, Conflict, NotFound
+from relay.models import Delivery, DeliveryStatus
+from relay.routes.common import authorize, json_response, page, services
+
+__all__ = ["routes"]
+
+
+def _delivery_id(request: Request) -> int:
+    raw = request.path_params["id"]
+    number = raw.removeprefix("dlv_")
+    if not number.isascii() or not number.isdigit() or len(number) > 18:
+        raise NotFound(f"no delivery {raw!r}", "unknown_delivery")
+    return int(number)
+
+
+async def _delivery(request: Request) -> Delivery:
+    delivery = await services(request).store.get_delivery(_delivery_id(request))
+    if delivery is None:
+        raise NotFound(f"no delivery {request.path_params['id']!r}", "unknown_delivery")
+    return delivery
+
+
+async def list_deliveries(request: Request) -> Response:
+    """Deliveries newest first, filtered by status, source, job and subscription, with a cursor."""
+    svc = services(request)
+    authorize(request)
+    params = request.query_params
+    status = params.get("status") or None
+    if status is not None and status not in DeliveryStatus.__members__.values():
+        known = ", ".join(s.value for s in DeliveryStatus)
+        raise BadRequest(f"unknown delivery status {status!r} (one of {known})", "bad_status")
+    limit, before = page(request)
+    deliveries = await svc.store.list_deliveries(
+        status=None if status is None else DeliveryStatus(status),
+        source=params.get("source") or None,
+        job_id=params.get("job_id") or None,
+        subscription_id=params.get("subscription_id") or None,
+        limit=limit,
+        before=before,
+    )
+    next_cursor = str(deliveries[-1].id) if len(deliveries) == limit else None
+    return json_response({"deliveries": [d.to_public() for d in deliveries], "next_cursor": next_cursor})
+
+
+async def get_delivery(request: Request) -> Response:
+    authorize(request)
+    return json_response((await _delivery(request)).to_public())
+
+
+async def retry_delivery(request: Request) -> Response:
+    """Send a delivery again now (same webhook-id), with a fresh retry schedule; 409 while it is in flight."""
+    svc = services(request)
+    authorize(request)
+    delivery = await _delivery(request)
+    if delivery.subscription_id is not None:
+        subscription = await svc.store.get_subscription(delivery.subscription_id)
+        if subscription is None or subscription.disabled_at is not None:
+            why = "deleted" if subscription is None else f"disabled ({subscription.disabled_reason})"
+            raise Conflict(f"the subscription of {delivery.public_id} is {why}", "subscription_inactive")
+    retried = await svc.store.retry_delivery(delivery.id, svc.clock())
+    if retried is None:
+        raise Conflict(f"{delivery.public_id} is being delivered now", "in_flight")
+    svc.loop(Deliverer).wake()
+    return json_response(retried.to_public(), 202)
+
+
+routes = [
+    Route("/v1/deliveries", list_deliveries, methods=["GET"]),
+    Route("/v1/deliveries/{id}", get_delivery, methods=["GET"]),
+    Route("/v1/deliveries/{id}/retry", retry_delivery, methods=["POST"]),
+]

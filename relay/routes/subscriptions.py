@@ -1,0 +1,111 @@
+"""Subscriptions: subscribe a URL to a source's results (or all), list, delete, rotate the secret."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from relay import signing, ssrf
+from relay.errors import BadRequest, NotFound
+from relay.models import EVENT_TYPES
+from relay.providers.base import load_object
+from relay.routes.common import authorize, json_response, read_body, services
+
+__all__ = ["ROTATION_OVERLAP_S", "check_subscriber_urls", "routes"]
+
+# After a rotation the old secret signs too for this long, so subscribers can switch without a gap.
+ROTATION_OVERLAP_S = 24 * 3600.0
+
+
+async def check_subscriber_urls(request: Request, urls: Collection[str]) -> None:
+    """Refuse (400) any URL that is not http(s) or points at a private address (unless allowed)."""
+    allow = services(request).settings.allow_private_destinations
+    for url in urls:
+        await ssrf.check_url(url, allow_private=allow)
+
+
+def _events(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise BadRequest("events must be a non-empty list of event types", "bad_field")
+    unknown = sorted(set(value) - EVENT_TYPES)
+    if unknown:
+        raise BadRequest(
+            f"unknown event type(s) {', '.join(unknown)} (known: {', '.join(sorted(EVENT_TYPES))})",
+            "bad_field",
+        )
+    return tuple(dict.fromkeys(value))
+
+
+async def create_subscription(request: Request) -> Response:
+    """Subscribe a URL; 201 with the subscription and its secret, shown this once."""
+    svc = services(request)
+    authorize(request)
+    doc = load_object(await read_body(request, svc.settings.max_body_bytes))
+    unknown = set(doc) - {"url", "source", "events"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", "bad_field")
+    url, source = doc.get("url"), doc.get("source")
+    if not isinstance(url, str):
+        raise BadRequest("url is required: the http(s) URL to deliver to", "bad_url")
+    if source is not None and source not in svc.settings.sources:
+        raise BadRequest(f"source {source!r} is not configured", "unknown_source")
+    events = _events(doc.get("events"))
+    await check_subscriber_urls(request, [url])
+    subscription = await svc.store.create_subscription(url, source, events, signing.new_secret(), svc.clock())
+    return json_response(subscription.to_public(with_secret=True), 201)
+
+
+async def list_subscriptions(request: Request) -> Response:
+    """Every subscription (secrets are not shown again)."""
+    svc = services(request)
+    authorize(request)
+    subscriptions = await svc.store.list_subscriptions()
+    return json_response({"subscriptions": [s.to_public() for s in subscriptions]})
+
+
+async def get_subscription(request: Request) -> Response:
+    svc = services(request)
+    authorize(request)
+    sub_id = request.path_params["id"]
+    subscription = await svc.store.get_subscription(sub_id)
+    if subscription is None:
+        raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
+    return json_response(subscription.to_public())
+
+
+async def delete_subscription(request: Request) -> Response:
+    """Unsubscribe; deliveries not yet sent to it are given up."""
+    svc = services(request)
+    authorize(request)
+    sub_id = request.path_params["id"]
+    if not await svc.store.delete_subscription(sub_id, svc.clock()):
+        raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
+    return Response(status_code=204)
+
+
+async def rotate_secret(request: Request) -> Response:
+    """A new secret, shown once; the old one keeps signing too (a second signature) for 24 hours."""
+    svc = services(request)
+    authorize(request)
+    sub_id = request.path_params["id"]
+    subscription = await svc.store.rotate_subscription_secret(
+        sub_id, signing.new_secret(), svc.clock(), ROTATION_OVERLAP_S
+    )
+    if subscription is None:
+        raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
+    return json_response(subscription.to_public(with_secret=True))
+
+
+routes = [
+    Route("/v1/subscriptions", create_subscription, methods=["POST"]),
+    Route("/v1/subscriptions", list_subscriptions, methods=["GET"]),
+    Route("/v1/subscriptions/{id}", get_subscription, methods=["GET"]),
+    Route("/v1/subscriptions/{id}", delete_subscription, methods=["DELETE"]),
+    Route("/v1/subscriptions/{id}/rotate-secret", rotate_secret, methods=["POST"]),
+]

@@ -1,0 +1,420 @@
+"""Subscriptions and the delivery outbox for SQLite.
+
+The functions taking a `conn` run on the group-commit writer's connection, inside the batch's transaction;
+`fan_out` runs inside the transaction that changed the job (called by `emit_event`), so a result is never
+stored without its deliveries queued. The `*_SQL` strings and row mappers serve the reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from relay.models import (
+    FINAL_EVENT_TYPES,
+    Claim,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Event,
+    Job,
+    Subscription,
+    endpoint_of,
+)
+
+__all__ = [
+    "backfill",
+    "claim",
+    "create_subscription",
+    "delete_subscription",
+    "fan_out",
+    "finish",
+    "recover",
+    "retry",
+    "rotate_secret",
+]
+
+_UNDELIVERED = "('pending', 'retrying', 'delivering')"
+
+SUBSCRIPTION_COLUMNS = (
+    "id, url, source, events, secret, previous_secret, previous_secret_until, created_at, disabled_at,"
+    " disabled_reason"
+)
+LIST_SUBSCRIPTIONS_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id"
+GET_SUBSCRIPTION_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?"
+
+DELIVERY_COLUMNS = (
+    "id, event_row, event_id, event_type, source, job_id, subscription_id, url, endpoint, status, attempts,"
+    " failures, quick_retried, next_attempt_at, created_at, updated_at, delivered_at, last_status_code,"
+    " last_error"
+)
+GET_DELIVERY_SQL = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
+ATTEMPT_COLUMNS = "delivery_id, attempted_at, status_code, latency_ms, error, response"
+
+# Due rows in time order, skipping endpoints the deliverer cannot take more for, and any delivery with an
+# earlier one of the same job to the same target still undelivered (that is what keeps events in order).
+_CANDIDATES_SQL = f"""
+SELECT d.id, d.endpoint FROM deliveries AS d INDEXED BY deliveries_due
+WHERE d.status IN {_UNDELIVERED} AND d.next_attempt_at <= ?
+  AND d.endpoint NOT IN (SELECT value FROM json_each(?))
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries AS e INDEXED BY deliveries_by_job
+      WHERE e.source = d.source AND e.job_id = d.job_id AND e.target = d.target
+        AND e.event_row < d.event_row AND e.status IN {_UNDELIVERED})
+ORDER BY d.next_attempt_at, d.id
+LIMIT ?
+"""
+_INSERT_DELIVERY = (
+    "INSERT OR IGNORE INTO deliveries (event_row, event_id, event_type, source, job_id, subscription_id,"
+    " url, target, endpoint, status, next_attempt_at, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+)
+
+
+def subscription_from_row(row: Any) -> Subscription:
+    return Subscription(
+        id=row[0],
+        url=row[1],
+        source=row[2],
+        events=None if row[3] is None else tuple(orjson.loads(row[3])),
+        secret=row[4],
+        previous_secret=row[5],
+        previous_secret_until=row[6],
+        created_at=row[7],
+        disabled_at=row[8],
+        disabled_reason=row[9],
+    )
+
+
+def delivery_from_row(row: Any, history: Sequence[DeliveryAttempt] = ()) -> Delivery:
+    return Delivery(
+        id=row[0],
+        event_row=row[1],
+        event_id=row[2],
+        event_type=row[3],
+        source=row[4],
+        job_id=row[5],
+        subscription_id=row[6],
+        url=row[7],
+        endpoint=row[8],
+        status=DeliveryStatus(row[9]),
+        attempts=row[10],
+        failures=row[11],
+        quick_retried=bool(row[12]),
+        next_attempt_at=row[13],
+        created_at=row[14],
+        updated_at=row[15],
+        delivered_at=row[16],
+        last_status_code=row[17],
+        last_error=row[18],
+        history=tuple(history),
+    )
+
+
+def attempt_from_row(row: Any) -> DeliveryAttempt:
+    """An attempt from `ATTEMPT_COLUMNS` (the first column, its delivery, is the caller's)."""
+    return DeliveryAttempt(at=row[1], status_code=row[2], latency_ms=row[3], error=row[4], response=row[5])
+
+
+def list_deliveries_sql(
+    *,
+    status: str | None,
+    source: str | None,
+    job_id: str | None,
+    subscription_id: str | None,
+    before: int | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """The newest-first page query for the given filters."""
+    clauses, params = [], []
+    for clause, value in (
+        ("status = ?", status),
+        ("source = ?", source),
+        ("job_id = ?", job_id),
+        ("subscription_id = ?", subscription_id),
+        ("id < ?", before),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT {DELIVERY_COLUMNS} FROM deliveries {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+
+
+def attempts_sql(count: int) -> str:
+    """The attempts of `count` deliveries (ids bound as parameters), oldest first."""
+    marks = ", ".join("?" * count)
+    return f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id IN ({marks}) ORDER BY id"
+
+
+# --- subscriptions ----------------------------------------------------------------------------------------
+
+
+def create_subscription(
+    conn: sqlite3.Connection,
+    url: str,
+    source: str | None,
+    events: Sequence[str] | None,
+    secret: str,
+    now: float,
+) -> Subscription:
+    """Store a new subscription; it receives events from now on (older jobs are not replayed to it)."""
+    sub_id = f"sub_{uuid.uuid4().hex}"
+    conn.execute(
+        "INSERT INTO subscriptions (id, url, source, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (sub_id, url, source, None if events is None else orjson.dumps(list(events)), secret, now),
+    )
+    return subscription_from_row(conn.execute(GET_SUBSCRIPTION_SQL, (sub_id,)).fetchone())
+
+
+def delete_subscription(conn: sqlite3.Connection, sub_id: str, now: float) -> bool:
+    """Remove a subscription; its deliveries not yet sent are given up (they stay listed, as dead)."""
+    if not conn.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount:
+        return False
+    _give_up(conn, sub_id, "subscription deleted", now)
+    return True
+
+
+def rotate_secret(
+    conn: sqlite3.Connection, sub_id: str, secret: str, now: float, overlap_s: float
+) -> Subscription | None:
+    """Give the subscription a new secret; the current one keeps signing too for `overlap_s`."""
+    changed = conn.execute(
+        "UPDATE subscriptions SET previous_secret = secret, previous_secret_until = ?, secret = ?"
+        " WHERE id = ?",
+        (now + overlap_s, secret, sub_id),
+    ).rowcount
+    return (
+        subscription_from_row(conn.execute(GET_SUBSCRIPTION_SQL, (sub_id,)).fetchone()) if changed else None
+    )
+
+
+def _disable(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> None:
+    conn.execute(
+        "UPDATE subscriptions SET disabled_at = ?, disabled_reason = ? WHERE id = ? AND disabled_at IS NULL",
+        (now, reason, sub_id),
+    )
+    _give_up(conn, sub_id, f"subscription disabled: {reason}", now)
+
+
+def _give_up(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> None:
+    """Deliveries of a subscription that will never go out; the one in flight settles when it answers."""
+    conn.execute(
+        "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, last_error = ?, updated_at = ?"
+        " WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
+        (reason, now, sub_id),
+    )
+
+
+# --- the outbox -------------------------------------------------------------------------------------------
+
+
+def fan_out(conn: sqlite3.Connection, event: Event, job: Job, now: float) -> int:
+    """Queue `event` for every subscriber that wants it, due now; answer how many deliveries were made."""
+    rows: list[tuple[str | None, str, str]] = []  # (subscription id, url, target)
+    for sub_id, url, events in conn.execute(
+        "SELECT id, url, events FROM subscriptions"
+        " WHERE disabled_at IS NULL AND (source IS NULL OR source = ?)",
+        (job.source,),
+    ):
+        if event.type in (FINAL_EVENT_TYPES if events is None else orjson.loads(events)):
+            rows.append((sub_id, url, sub_id))
+    if event.type in FINAL_EVENT_TYPES:
+        rows.extend((None, url, url) for url in job.subscribers)
+    return _insert(conn, [event], rows, now)
+
+
+def backfill(conn: sqlite3.Connection, job: Job, urls: Iterable[str], now: float) -> int:
+    """Queue a final job's final event(s) for per-job subscribers added after it finished."""
+    targets = [(None, url, url) for url in urls]
+    if not job.final or not targets:
+        return 0
+    marks = ", ".join("?" * len(FINAL_EVENT_TYPES))
+    events = [
+        Event(row[0], row[1], job.source, job.job_id, row[2], row[3], {})
+        for row in conn.execute(
+            f"SELECT id, event_id, type, created_at FROM events WHERE source = ? AND job_id = ?"
+            f" AND type IN ({marks}) ORDER BY id",
+            (job.source, job.job_id, *sorted(FINAL_EVENT_TYPES)),
+        )
+    ]
+    return _insert(conn, events, targets, now)
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    events: Sequence[Event],
+    targets: Sequence[tuple[str | None, str, str]],
+    now: float,
+) -> int:
+    before = conn.total_changes
+    conn.executemany(
+        _INSERT_DELIVERY,
+        [
+            (
+                e.id,
+                e.event_id,
+                e.type,
+                e.source,
+                e.job_id,
+                sub_id,
+                url,
+                target,
+                endpoint_of(url),
+                now,
+                now,
+                now,
+            )
+            for e in events
+            for sub_id, url, target in targets
+        ],
+    )
+    return conn.total_changes - before
+
+
+def claim(
+    conn: sqlite3.Connection,
+    now: float,
+    *,
+    limit: int,
+    lease_s: float,
+    per_endpoint: int,
+    room: Mapping[str, int],
+    blocked: Collection[str],
+) -> list[Claim]:
+    """Take up to `limit` due deliveries for one attempt each, under a lease of `lease_s`.
+
+    At most `room[endpoint]` (default `per_endpoint`) are taken per endpoint, none for `blocked` ones.
+    A delivery whose subscription is gone is given up here instead of being taken.
+    """
+    window = max(4 * limit, 64)  # rows of endpoints already full are passed over; the next round skips them
+    taken: dict[str, int] = {}
+    ids: list[int] = []
+    for row_id, endpoint in conn.execute(_CANDIDATES_SQL, (now, orjson.dumps(list(blocked)), window)):
+        if len(ids) >= limit:
+            break
+        if taken.get(endpoint, 0) >= room.get(endpoint, per_endpoint):
+            continue
+        taken[endpoint] = taken.get(endpoint, 0) + 1
+        ids.append(row_id)
+    claims: list[Claim] = []
+    events: dict[int, bytes | None] = {}
+    subscriptions: dict[str, Subscription | None] = {}
+    for row_id in ids:
+        delivery = delivery_from_row(conn.execute(GET_DELIVERY_SQL, (row_id,)).fetchone())
+        secrets: tuple[str, ...] = ()
+        if delivery.subscription_id is not None:
+            if delivery.subscription_id not in subscriptions:
+                row = conn.execute(GET_SUBSCRIPTION_SQL, (delivery.subscription_id,)).fetchone()
+                subscriptions[delivery.subscription_id] = None if row is None else subscription_from_row(row)
+            sub = subscriptions[delivery.subscription_id]
+            if sub is None or sub.disabled_at is not None:
+                _settle(
+                    conn,
+                    row_id,
+                    "dead",
+                    now,
+                    "subscription deleted" if sub is None else "subscription disabled",
+                )
+                continue
+            secrets = sub.secrets(now)
+        if delivery.event_row not in events:
+            events[delivery.event_row] = _body(conn, delivery.event_row)
+        body = events[delivery.event_row]
+        if body is None:
+            _settle(conn, row_id, "dead", now, "the event no longer exists")
+            continue
+        conn.execute(
+            "UPDATE deliveries SET status = 'delivering', attempts = attempts + 1, next_attempt_at = ?,"
+            " updated_at = ? WHERE id = ?",
+            (now + lease_s, now, row_id),
+        )
+        taken_delivery = delivery_from_row(conn.execute(GET_DELIVERY_SQL, (row_id,)).fetchone())
+        claims.append(Claim(taken_delivery, body, secrets))
+    return claims
+
+
+def _body(conn: sqlite3.Connection, event_row: int) -> bytes | None:
+    """An event's delivery body, `{"id", "type", "timestamp", "data"}`; the stored job is not re-parsed."""
+    row = conn.execute(
+        "SELECT event_id, type, created_at, data FROM events WHERE id = ?", (event_row,)
+    ).fetchone()
+    if row is None:
+        return None
+    head = Event(event_row, row[0], "", "", row[1], row[2], {}).to_public()
+    del head["data"]
+    data: bytes = row[3]
+    return orjson.dumps(head)[:-1] + b',"data":' + data + b"}"
+
+
+def _settle(conn: sqlite3.Connection, row_id: int, status: str, now: float, error: str) -> None:
+    conn.execute(
+        "UPDATE deliveries SET status = ?, next_attempt_at = NULL, last_error = ?, updated_at = ?"
+        " WHERE id = ?",
+        (status, error, now, row_id),
+    )
+
+
+def finish(
+    conn: sqlite3.Connection,
+    delivery_id: int,
+    token: int,
+    attempt: DeliveryAttempt,
+    status: DeliveryStatus,
+    next_attempt_at: float | None,
+    quick: bool,
+    disable_subscription: str | None,
+) -> bool:
+    """Record an attempt and its delivery's new state; False when the claim `token` no longer holds it."""
+    conn.execute(
+        f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        (delivery_id, attempt.at, attempt.status_code, attempt.latency_ms, attempt.error, attempt.response),
+    )
+    done = attempt.at + attempt.latency_ms / 1000
+    failed = status in (DeliveryStatus.RETRYING, DeliveryStatus.DEAD) and not quick
+    updated = conn.execute(
+        "UPDATE deliveries SET status = ?, next_attempt_at = ?, updated_at = ?, last_status_code = ?,"
+        " last_error = ?, delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, failures = failures + ?,"
+        " quick_retried = MAX(quick_retried, ?) WHERE id = ? AND status = 'delivering' AND attempts = ?",
+        (
+            status.value,
+            next_attempt_at,
+            done,
+            attempt.status_code,
+            attempt.error,
+            status == DeliveryStatus.DELIVERED,
+            done,
+            int(failed),
+            int(quick),
+            delivery_id,
+            token,
+        ),
+    ).rowcount
+    if disable_subscription is not None:
+        row = conn.execute("SELECT subscription_id FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        if row is not None and row[0] is not None:
+            _disable(conn, row[0], disable_subscription, done)
+    return bool(updated)
+
+
+def retry(conn: sqlite3.Connection, delivery_id: int, now: float) -> Delivery | None:
+    """Queue a delivery again, due now, with a fresh retry schedule (not one in flight: None)."""
+    changed = conn.execute(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, failures = 0, quick_retried = 0,"
+        " updated_at = ? WHERE id = ? AND status != 'delivering'",
+        (now, now, delivery_id),
+    ).rowcount
+    return delivery_from_row(conn.execute(GET_DELIVERY_SQL, (delivery_id,)).fetchone()) if changed else None
+
+
+def recover(conn: sqlite3.Connection, now: float) -> int:
+    """Make every in-flight delivery due again (the process that held them is gone); answer how many."""
+    return conn.execute(
+        "UPDATE deliveries SET status = CASE WHEN failures = 0 AND quick_retried = 0 THEN 'pending'"
+        " ELSE 'retrying' END, next_attempt_at = ?, updated_at = ? WHERE status = 'delivering'",
+        (now, now),
+    ).rowcount

@@ -1,0 +1,138 @@
+"""Subscriptions over real HTTP: create, list, delete, rotate, and the destination guard at subscribe time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from tests.conftest import LiveRelay, make_settings, start_relay
+
+# Public addresses stand for subscribers that are never called here (the tests need no DNS).
+from tests.subscriber import subscriber
+
+SIGNING_SECRET = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz"
+
+
+async def test_create_list_get_delete(relay: LiveRelay) -> None:
+    """The secret is shown at creation only; a deleted subscription is gone."""
+    created = await relay.client.post(
+        "/v1/subscriptions",
+        json={"url": "https://93.184.216.34/in", "source": "demo", "events": ["job.failed"]},
+    )
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    assert sub["id"].startswith("sub_") and sub["secret"].startswith("whsec_")
+    assert (sub["url"], sub["source"], sub["events"], sub["disabled"]) == (
+        "https://93.184.216.34/in",
+        "demo",
+        ["job.failed"],
+        False,
+    )
+    Webhook(sub["secret"])  # a secret the reference library takes
+    listed = (await relay.client.get("/v1/subscriptions")).json()["subscriptions"]
+    assert [s["id"] for s in listed] == [sub["id"]] and "secret" not in listed[0]
+    got = await relay.client.get(f"/v1/subscriptions/{sub['id']}")
+    assert got.status_code == 200 and "secret" not in got.json()
+    assert (await relay.client.delete(f"/v1/subscriptions/{sub['id']}")).status_code == 204
+    assert (await relay.client.delete(f"/v1/subscriptions/{sub['id']}")).status_code == 404
+    assert (await relay.client.get(f"/v1/subscriptions/{sub['id']}")).status_code == 404
+    assert (await relay.client.get("/v1/subscriptions")).json() == {"subscriptions": []}
+
+
+BAD_SUBSCRIPTIONS: list[tuple[dict[str, object], str]] = [
+    ({}, "bad_url"),
+    ({"url": "ftp://93.184.216.34/x"}, "bad_url"),
+    ({"url": "not a url"}, "bad_url"),
+    ({"url": "https://93.184.216.34", "events": ["job.exploded"]}, "bad_field"),
+    ({"url": "https://93.184.216.34", "events": []}, "bad_field"),
+    ({"url": "https://93.184.216.34", "source": "nope"}, "unknown_source"),
+    ({"url": "https://93.184.216.34", "colour": "red"}, "bad_field"),
+]
+PRIVATE_URLS = [
+    "http://localhost:8080/hook",
+    "http://127.0.0.1/hook",
+    "http://[::1]:9000/",
+    "http://10.0.0.5/",
+    "http://192.168.1.10/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://100.64.1.1/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://0.0.0.0:8000/",
+]
+
+
+async def test_bad_subscriptions_are_refused(relay: LiveRelay) -> None:
+    """Each malformed request is a 400 naming what is wrong; nothing is stored."""
+    for body, code in BAD_SUBSCRIPTIONS:
+        response = await relay.client.post("/v1/subscriptions", json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"]["code"] == code, body
+    assert (await relay.client.get("/v1/subscriptions")).json() == {"subscriptions": []}
+
+
+async def test_private_destinations_are_refused_by_default(relay: LiveRelay) -> None:
+    """Loopback, private, link-local, CGNAT and metadata addresses get a clear 400."""
+    for url in PRIVATE_URLS:
+        response = await relay.client.post("/v1/subscriptions", json={"url": url})
+        assert response.status_code == 400, url
+        error = response.json()["error"]
+        assert error["code"] == "private_destination", url
+        assert "allow_private_destinations" in error["message"]
+
+
+async def test_per_job_subscribers_pass_the_same_guard(tmp_path: Path) -> None:
+    """A private per-job subscriber is refused at registration; none without signing_secret at all."""
+    async with start_relay(make_settings(tmp_path, signing_secret=SIGNING_SECRET)) as relay:
+        job = {"source": "demo", "job_id": "j", "subscribers": ["http://127.0.0.1:9/hook"]}
+        response = await relay.client.post("/v1/jobs", json=job)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "private_destination"
+        assert (await relay.client.get("/v1/jobs/demo/j")).status_code == 404
+    (tmp_path / "unsigned").mkdir()
+    async with start_relay(make_settings(tmp_path / "unsigned")) as relay:
+        job = {"source": "demo", "job_id": "j", "subscribers": ["https://93.184.216.34/in"]}
+        response = await relay.client.post("/v1/jobs", json=job)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "no_signing_secret"
+
+
+async def test_allow_private_destinations_lets_loopback_subscribe(tmp_path: Path) -> None:
+    """With allow_private_destinations = true a loopback subscriber is taken."""
+    async with start_relay(make_settings(tmp_path, allow_private_destinations=True)) as relay:
+        response = await relay.client.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/hook"})
+        assert response.status_code == 201
+
+
+async def test_subscriptions_and_deliveries_need_the_api_key(relay: LiveRelay) -> None:
+    """Without a bearer key every subscription and delivery endpoint answers 401."""
+    anonymous = {"authorization": ""}
+    for method, path in [
+        ("POST", "/v1/subscriptions"),
+        ("GET", "/v1/subscriptions"),
+        ("DELETE", "/v1/subscriptions/sub_x"),
+        ("POST", "/v1/subscriptions/sub_x/rotate-secret"),
+        ("GET", "/v1/deliveries"),
+        ("POST", "/v1/deliveries/dlv_1/retry"),
+    ]:
+        response = await relay.client.request(method, path, headers=anonymous)
+        assert response.status_code == 401, (method, path)
+
+
+async def test_rotation_signs_with_the_new_and_the_old_secret(tmp_path: Path) -> None:
+    """After rotate-secret a delivery carries two signatures: receivers on either secret verify it."""
+    settings = make_settings(tmp_path, allow_private_destinations=True)
+    async with subscriber() as sub, start_relay(settings) as relay:
+        created = (await relay.client.post("/v1/subscriptions", json={"url": sub.url})).json()
+        rotated = await relay.client.post(f"/v1/subscriptions/{created['id']}/rotate-secret")
+        assert rotated.status_code == 200
+        new = rotated.json()
+        assert new["secret"] != created["secret"] and new["previous_secret_expires_at"] is not None
+        assert (await relay.client.post("/v1/subscriptions/sub_nope/rotate-secret")).status_code == 404
+        await relay.post_callback("demo", orjson.dumps({"id": "j", "status": "succeeded"}))
+        (got,) = await sub.received_at_least(1)
+        assert len(got.headers["webhook-signature"].split(" ")) == 2
+        assert got.verify(new["secret"]) == got.verify(created["secret"])
+        with pytest.raises(WebhookVerificationError):
+            Webhook("whsec_" + "A" * 32).verify(got.body, got.headers)
