@@ -20,7 +20,7 @@ from relay.hub import Hub
 from relay.ingest import Ingestor
 from relay.loops import Loop
 from relay.metrics import Metrics
-from relay.providers import Provider, build_provider
+from relay.providers import Provider, ProviderWarnings, build_provider
 from relay.routes import deliveries, hooks, jobs, ops, streams, subscriptions
 from relay.routes.common import error_response
 from relay.settings import Settings
@@ -83,7 +83,7 @@ def create_app(
                 store=store,
                 hub=hub,
                 tokens=tokens,
-                metrics=Metrics(),
+                metrics=Metrics(ProviderWarnings(providers)),
                 providers=providers,
                 ingestor=Ingestor(providers, store, hub, tokens, clock),
                 clock=clock,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
 
@@ -11,8 +12,10 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *collectors: Collector) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        for collector in collectors:  # read at scrape time (e.g. the providers' warning counts)
+            self.registry.register(collector)
         self.callbacks = Counter(
             "relay_callbacks_total",
             "Callbacks received, by source, outcome (accepted, duplicate, rejected) and reason.",

@@ -10,12 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from relay import signing
 from relay.backoff import DEFAULT_SCHEDULE_S
 from relay.errors import ConfigError
-from relay.providers import KINDS, SourceConfig, build_provider
+from relay.providers import KINDS, SourceConfig, build_provider, webhook_url
 from relay.tokens import Tokens
 
 __all__ = ["DEFAULT_CONFIG_PATH", "Settings", "config_path", "load_settings", "write_first_run_config"]
@@ -113,10 +112,7 @@ class Settings:
 
     def webhook_url(self, source: str, tokens: Tokens) -> str:
         """The URL a provider posts `source`'s callbacks to (with a token where the kind signs nothing)."""
-        url = f"{self.base_url}/hooks/{quote(source, safe='')}"
-        if not KINDS[self.sources[source].kind].signed:
-            url += "/" + tokens.hook_token(source)
-        return url
+        return webhook_url(self.base_url, self.sources[source], tokens)
 
 
 def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path | None:

@@ -189,3 +189,14 @@ async def test_metrics_count_outcomes(relay: LiveRelay) -> None:
     assert 'relay_callbacks_total{outcome="rejected",reason="stale_timestamp",source="demo"} 1.0' in text
     assert 'relay_jobs{status="succeeded"} 1.0' in text
     assert "relay_ingest_seconds_count 2.0" in text
+
+
+async def test_provider_warnings_are_exported(tmp_path: Path) -> None:
+    """A callback taken but not understood (an unknown OpenAI event type) shows in /metrics by reason."""
+    sources = {"openai": {"kind": "openai", "secret": DEMO_SECRET}}
+    async with start_relay(make_settings(tmp_path, sources=sources)) as relay:
+        payload = orjson.dumps({"id": "evt_1", "type": "image.generated", "data": {"id": "img_1"}})
+        response = await relay.post_callback("openai", payload)
+        assert response.status_code == 200 and response.json()["job_id"] == "img_1"
+        text = (await relay.client.get("/metrics")).text
+        assert 'relay_provider_warnings_total{reason="unknown_event_type",source="openai"} 1.0' in text
