@@ -55,14 +55,14 @@ def _status_words(source: SourceConfig) -> dict[str, Status]:
     extra = source.options.get("status_map") or {}
     if not isinstance(extra, dict):
         raise ConfigError(f"sources.{source.name}.status_map: must be a table of word = status")
+    # `pending` is relay's own "nothing heard yet": a provider's word cannot mean that.
+    allowed = {s.value: s for s in Status if s != Status.PENDING}
     for word, status in extra.items():
-        try:
-            words[str(word).lower()] = Status(status)
-        except ValueError:
-            allowed = ", ".join(s.value for s in Status if s != Status.PENDING)
+        if status not in allowed:
             raise ConfigError(
-                f"sources.{source.name}.status_map.{word}: {status!r} is not one of {allowed}"
-            ) from None
+                f"sources.{source.name}.status_map.{word}: {status!r} is not one of {', '.join(allowed)}"
+            )
+        words[str(word).lower()] = allowed[status]
     return words
 
 

@@ -167,6 +167,7 @@ def test_fields_by_pointer_and_status_map() -> None:
     [
         ({"job_id_pointer": "id"}, "job_id_pointer"),
         ({"status_map": {"x": "exploded"}}, "status_map.x"),
+        ({"status_map": {"waiting": "pending"}}, "status_map.waiting"),
         ({"status_map": "done"}, "status_map"),
     ],
 )
