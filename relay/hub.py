@@ -3,39 +3,54 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from relay.errors import ServiceUnavailable
 from relay.models import Job
 
-__all__ = ["Hub", "Waiter"]
+__all__ = ["Hub", "Subscription", "Waiter"]
 
 
 class Waiter:
-    """One subscriber's mailbox: the latest job published for its key, and an event to wake on."""
+    """One subscriber's mailbox: the latest job published for its key, and a flag to wake on.
 
-    __slots__ = ("_event", "job")
+    A bare future per wait, not an `asyncio.Event` (which carries a deque of its own): thousands are held at
+    once, so each one's size counts.
+    """
+
+    __slots__ = ("_future", "_woken", "job")
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._woken = False
+        self._future: asyncio.Future[bool] | None = None
         self.job: Job | None = None
 
     def wake(self, job: Job | None = None) -> None:
         """Wake the waiter, leaving `job` for it when the publisher had the committed job at hand."""
         if job is not None:
             self.job = job
-        self._event.set()
+        self._woken = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(True)
 
     async def wait(self, seconds: float) -> bool:
         """Wait until woken or `seconds` pass; answer whether it was woken. Re-arms for the next wait."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._event.wait()
-        except TimeoutError:
-            return False
-        self._event.clear()
+        if not self._woken:
+            loop = asyncio.get_running_loop()
+            self._future = future = loop.create_future()
+            timer = loop.call_later(seconds, _time_up, future)
+            try:
+                if not await future:
+                    return False
+            finally:
+                timer.cancel()
+                self._future = None
+        self._woken = False
         return True
+
+
+def _time_up(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 class Hub:
@@ -59,9 +74,11 @@ class Hub:
         """How many waiters are held now."""
         return self._count
 
-    @asynccontextmanager
-    async def subscribe(self, key: tuple[str, str]) -> AsyncIterator[Waiter]:
-        """Hold a waiter for `key` while the block runs; it is always released, even on cancellation."""
+    def subscribe(self, key: tuple[str, str]) -> Subscription:
+        """Hold a waiter for `key` while the `async with` block runs; always released, even if cancelled."""
+        return Subscription(self, key)
+
+    def _add(self, key: tuple[str, str]) -> Waiter:
         if self.closing:
             raise ServiceUnavailable("relay is shutting down; retry on another instance", "shutting_down")
         if self._count >= self.max_waiters:
@@ -69,14 +86,14 @@ class Hub:
         waiter = Waiter()
         self._waiters.setdefault(key, set()).add(waiter)
         self._count += 1
-        try:
-            yield waiter
-        finally:
-            self._count -= 1
-            waiters = self._waiters[key]
-            waiters.discard(waiter)
-            if not waiters:
-                del self._waiters[key]
+        return waiter
+
+    def _remove(self, key: tuple[str, str], waiter: Waiter) -> None:
+        self._count -= 1
+        waiters = self._waiters[key]
+        waiters.discard(waiter)
+        if not waiters:
+            del self._waiters[key]
 
     def publish(self, key: tuple[str, str], job: Job | None = None) -> int:
         """Wake every waiter of `key`; answer how many."""
@@ -86,3 +103,27 @@ class Hub:
         for waiter in waiters:
             waiter.wake(job)
         return len(waiters)
+
+
+class Subscription:
+    """`async with hub.subscribe(key) as waiter`: registers on entry, releases on exit.
+
+    A slotted class rather than `@asynccontextmanager`: one is held per long-poll, and a generator-based
+    context manager with its frame costs several times as much memory.
+    """
+
+    __slots__ = ("_hub", "_key", "_waiter")
+
+    def __init__(self, hub: Hub, key: tuple[str, str]) -> None:
+        self._hub = hub
+        self._key = key
+        self._waiter: Waiter | None = None
+
+    async def __aenter__(self) -> Waiter:
+        self._waiter = self._hub._add(self._key)
+        return self._waiter
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._waiter is not None:
+            self._hub._remove(self._key, self._waiter)
+            self._waiter = None
