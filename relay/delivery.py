@@ -15,7 +15,7 @@ from relay.backoff import next_attempt_at, retry_after_s
 from relay.breaker import Breakers
 from relay.loops import Loop
 from relay.metrics import Metrics
-from relay.models import Claim, Delivery, DeliveryAttempt, DeliveryStatus
+from relay.models import AttemptResult, Claim, Delivery, DeliveryAttempt, DeliveryStatus
 from relay.settings import Settings
 from relay.ssrf import DestinationBlocked, guarded_transport
 from relay.store import Store
@@ -81,6 +81,8 @@ class Deliverer(Loop):
         )
         self._in_flight: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._filled = False  # the last claim took all the room it was given: more may be due
+        self._settled: list[AttemptResult] = []  # attempts ended, waiting for the next round to record them
         self.lease_s = settings.delivery_timeout_s + LEASE_MARGIN_S
 
     @property
@@ -104,29 +106,62 @@ class Deliverer(Loop):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def go_again(self, done: int) -> bool:
+        # A claim that got less than the room it asked for took everything claimable: another round finds
+        # nothing until an attempt ends or a delivery is queued, and both wake the loop.
+        return self._filled
+
     async def drain(self) -> None:
         """Wait until every attempt started so far has finished and been recorded."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._record(self._take_settled())
+
+    def _take_settled(self) -> list[AttemptResult]:
+        settled, self._settled = self._settled, []
+        return settled
+
+    async def _record(self, settled: list[AttemptResult]) -> None:
+        if not settled:
+            return
+        try:
+            await self._store.finish_deliveries(settled)
+        except Exception:  # their leases expire and they are sent again (same webhook-id)
+            log.exception("recording %d delivery attempt(s) failed", len(settled))
 
     async def run_once(self, now: float) -> int:
-        """Claim what is due at `now` within the free room and start an attempt for each; answer how many."""
+        """Record ended attempts, claim what is due at `now` within the free room, and start those.
+
+        The records and the claim are queued to the store in that order and together, so they share one
+        transaction: a round costs one commit however many attempts ended since the last, and the claim sees
+        the deliveries just recorded (a job's next event can go at once). Answers how many were claimed.
+        """
         free = self._settings.delivery_concurrency - len(self._tasks)
+        self._filled = False
+        recording = asyncio.ensure_future(self._record(self._take_settled()))
         if free <= 0:
+            await recording
             return 0
         per_endpoint = self._settings.endpoint_concurrency
         room = self.breakers.limited(now, per_endpoint)
         for endpoint, running in self._in_flight.items():
             room[endpoint] = room.get(endpoint, per_endpoint) - running
         blocked = [endpoint for endpoint, left in room.items() if left <= 0]
-        claims = await self._store.claim_deliveries(
-            now,
-            limit=free,
-            lease_s=self.lease_s,
-            per_endpoint=per_endpoint,
-            room={endpoint: left for endpoint, left in room.items() if left > 0},
-            blocked=blocked,
+        claiming = asyncio.ensure_future(  # queued after the records: tasks start in creation order
+            self._store.claim_deliveries(
+                now,
+                limit=free,
+                lease_s=self.lease_s,
+                per_endpoint=per_endpoint,
+                room={endpoint: left for endpoint, left in room.items() if left > 0},
+                blocked=blocked,
+            )
         )
+        try:
+            claims = await claiming
+        finally:
+            await recording
+        self._filled = len(claims) == free
         started = time.monotonic()
         for claim in claims:
             endpoint = claim.delivery.endpoint
@@ -139,13 +174,13 @@ class Deliverer(Loop):
         return len(claims)
 
     async def _deliver(self, claim: Claim, now: float, round_started: float) -> None:
-        """One attempt, recorded; the slot is given back and the loop woken whatever happens."""
+        """One attempt, judged; the loop's next round records it. The slot is given back whatever happens."""
         delivery = claim.delivery
         try:
             # The attempt's time on the round's clock (an explicit clock in tests).
             at = now + (time.monotonic() - round_started)
             answer = await self._post(claim, at)
-            await self._record(delivery, answer)
+            self._settled.append(self._judge(delivery, answer))
         except Exception:  # the lease expires and the delivery is tried again
             log.exception("delivery %s failed unexpectedly", delivery.public_id)
         finally:
@@ -211,8 +246,8 @@ class Deliverer(Loop):
         attempt = DeliveryAttempt(at, status, latency_ms, error, head[:RESPONSE_HEAD_BYTES])
         return _Answer(attempt, retry_after, quick)
 
-    async def _record(self, delivery: Delivery, answer: _Answer) -> None:
-        """Decide what the answer means for the delivery, its endpoint and its subscription, and store it."""
+    def _judge(self, delivery: Delivery, answer: _Answer) -> AttemptResult:
+        """What the answer means for the delivery, its endpoint's breaker and its subscription."""
         attempt = answer.attempt
         done = attempt.at + attempt.latency_ms / 1000
         code = attempt.status_code
@@ -243,9 +278,7 @@ class Deliverer(Loop):
                         delivery.endpoint,
                         settings.circuit_failures,
                     )
-        await self._store.finish_delivery(
-            delivery.id, delivery.attempts, attempt, status, when, quick=quick, disable_subscription=disable
-        )
         if self._metrics is not None:
             self._metrics.deliveries.labels(status.value).inc()
             self._metrics.delivery_seconds.observe(attempt.latency_ms / 1000)
+        return AttemptResult(delivery.id, delivery.attempts, attempt, status, when, quick, disable)

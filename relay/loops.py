@@ -34,6 +34,10 @@ class Loop:
         """One round of work at time `now`; answer how much was done."""
         raise NotImplementedError
 
+    def go_again(self, done: int) -> bool:
+        """Whether the next round should start at once: it did work, so more may be waiting."""
+        return done > 0
+
     async def run(self, stop: asyncio.Event) -> None:
         """Repeat rounds until `stop` is set; an exception is logged and followed by a short backoff."""
         failures = 0
@@ -48,7 +52,7 @@ class Loop:
                 done = 0
                 await self._pause(stop, min(0.1 * 2**failures, 30.0))
                 continue
-            if done == 0:
+            if not self.go_again(done):
                 await self._pause(stop, self.interval_s)
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "EVENT_TYPES",
     "FINAL_EVENT_TYPES",
     "FINAL_STATUSES",
+    "AttemptResult",
     "Callback",
     "CallbackRecord",
     "Claim",
@@ -322,6 +323,19 @@ class Delivery:
             "last_error": self.last_error,
             "attempts": [attempt.to_public() for attempt in self.history],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """An attempt to record and the state it leaves its delivery in."""
+
+    delivery_id: int
+    token: int  # the claim's attempt number: the result of a claim that was lost is not applied
+    attempt: DeliveryAttempt
+    status: DeliveryStatus
+    next_attempt_at: float | None = None
+    quick: bool = False  # the one quick retry: not counted against the schedule
+    disable_subscription: str | None = None  # the reason, when the answer disables the subscription
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,11 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from relay.models import (
+    AttemptResult,
     Callback,
     CallbackRecord,
     Claim,
     Delivery,
-    DeliveryAttempt,
     DeliveryStatus,
     Event,
     IngestOutcome,
@@ -132,18 +132,8 @@ class Store(Protocol):
         """Take due deliveries under a lease, in order per job and target, within per-endpoint room."""
         ...
 
-    async def finish_delivery(
-        self,
-        delivery_id: int,
-        token: int,
-        attempt: DeliveryAttempt,
-        status: DeliveryStatus,
-        next_attempt_at: float | None,
-        *,
-        quick: bool = False,
-        disable_subscription: str | None = None,
-    ) -> bool:
-        """Record an attempt and the delivery's new state; False when the claim `token` was lost."""
+    async def finish_deliveries(self, results: Sequence[AttemptResult]) -> list[bool]:
+        """Record attempts and their deliveries' new states; False for each whose claim was lost."""
         ...
 
     async def list_deliveries(

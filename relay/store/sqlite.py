@@ -14,6 +14,7 @@ import aiosqlite
 import orjson
 
 from relay.models import (
+    AttemptResult,
     Callback,
     CallbackRecord,
     Claim,
@@ -255,27 +256,8 @@ class SQLiteStore:
             now,
         )
 
-    async def finish_delivery(
-        self,
-        delivery_id: int,
-        token: int,
-        attempt: DeliveryAttempt,
-        status: DeliveryStatus,
-        next_attempt_at: float | None,
-        *,
-        quick: bool = False,
-        disable_subscription: str | None = None,
-    ) -> bool:
-        return await self.writer.run(
-            sqlite_deliveries.finish,
-            delivery_id,
-            token,
-            attempt,
-            status,
-            next_attempt_at,
-            quick,
-            disable_subscription,
-        )
+    async def finish_deliveries(self, results: Sequence[AttemptResult]) -> list[bool]:
+        return await self.writer.run(sqlite_deliveries.finish, list(results))
 
     async def list_deliveries(
         self,

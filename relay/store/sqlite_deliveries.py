@@ -16,6 +16,7 @@ import orjson
 
 from relay.models import (
     FINAL_EVENT_TYPES,
+    AttemptResult,
     Claim,
     Delivery,
     DeliveryAttempt,
@@ -68,6 +69,10 @@ WHERE d.status IN {_UNDELIVERED} AND d.next_attempt_at <= ?
 ORDER BY d.next_attempt_at, d.id
 LIMIT ?
 """
+_TAKE_SQL = (
+    "UPDATE deliveries SET status = 'delivering', attempts = attempts + 1, next_attempt_at = ?,"
+    f" updated_at = ? WHERE id = ? RETURNING {DELIVERY_COLUMNS}"
+)
 _INSERT_DELIVERY = (
     "INSERT OR IGNORE INTO deliveries (event_row, event_id, event_type, source, job_id, subscription_id,"
     " url, target, endpoint, status, next_attempt_at, created_at, updated_at)"
@@ -305,7 +310,7 @@ def claim(
     events: dict[int, bytes | None] = {}
     subscriptions: dict[str, Subscription | None] = {}
     for row_id in ids:
-        delivery = delivery_from_row(conn.execute(GET_DELIVERY_SQL, (row_id,)).fetchone())
+        delivery = delivery_from_row(conn.execute(_TAKE_SQL, (now + lease_s, now, row_id)).fetchone())
         secrets: tuple[str, ...] = ()
         if delivery.subscription_id is not None:
             if delivery.subscription_id not in subscriptions:
@@ -328,13 +333,7 @@ def claim(
         if body is None:
             _settle(conn, row_id, "dead", now, "the event no longer exists")
             continue
-        conn.execute(
-            "UPDATE deliveries SET status = 'delivering', attempts = attempts + 1, next_attempt_at = ?,"
-            " updated_at = ? WHERE id = ?",
-            (now + lease_s, now, row_id),
-        )
-        taken_delivery = delivery_from_row(conn.execute(GET_DELIVERY_SQL, (row_id,)).fetchone())
-        claims.append(Claim(taken_delivery, body, secrets))
+        claims.append(Claim(delivery, body, secrets))
     return claims
 
 
@@ -359,45 +358,50 @@ def _settle(conn: sqlite3.Connection, row_id: int, status: str, now: float, erro
     )
 
 
-def finish(
-    conn: sqlite3.Connection,
-    delivery_id: int,
-    token: int,
-    attempt: DeliveryAttempt,
-    status: DeliveryStatus,
-    next_attempt_at: float | None,
-    quick: bool,
-    disable_subscription: str | None,
-) -> bool:
-    """Record an attempt and its delivery's new state; False when the claim `token` no longer holds it."""
+def finish(conn: sqlite3.Connection, results: Sequence[AttemptResult]) -> list[bool]:
+    """Record attempts and their deliveries' new states; False for each whose claim `token` was lost."""
+    return [_finish(conn, result) for result in results]
+
+
+def _finish(conn: sqlite3.Connection, result: AttemptResult) -> bool:
+    attempt, status = result.attempt, result.status
     conn.execute(
         f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        (delivery_id, attempt.at, attempt.status_code, attempt.latency_ms, attempt.error, attempt.response),
+        (
+            result.delivery_id,
+            attempt.at,
+            attempt.status_code,
+            attempt.latency_ms,
+            attempt.error,
+            attempt.response,
+        ),
     )
     done = attempt.at + attempt.latency_ms / 1000
-    failed = status in (DeliveryStatus.RETRYING, DeliveryStatus.DEAD) and not quick
+    failed = status in (DeliveryStatus.RETRYING, DeliveryStatus.DEAD) and not result.quick
     updated = conn.execute(
         "UPDATE deliveries SET status = ?, next_attempt_at = ?, updated_at = ?, last_status_code = ?,"
         " last_error = ?, delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, failures = failures + ?,"
         " quick_retried = MAX(quick_retried, ?) WHERE id = ? AND status = 'delivering' AND attempts = ?",
         (
             status.value,
-            next_attempt_at,
+            result.next_attempt_at,
             done,
             attempt.status_code,
             attempt.error,
             status == DeliveryStatus.DELIVERED,
             done,
             int(failed),
-            int(quick),
-            delivery_id,
-            token,
+            int(result.quick),
+            result.delivery_id,
+            result.token,
         ),
     ).rowcount
-    if disable_subscription is not None:
-        row = conn.execute("SELECT subscription_id FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    if result.disable_subscription is not None:
+        row = conn.execute(
+            "SELECT subscription_id FROM deliveries WHERE id = ?", (result.delivery_id,)
+        ).fetchone()
         if row is not None and row[0] is not None:
-            _disable(conn, row[0], disable_subscription, done)
+            _disable(conn, row[0], result.disable_subscription, done)
     return bool(updated)
 
 

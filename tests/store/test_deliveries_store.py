@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from relay.models import (
+    AttemptResult,
     Callback,
     Claim,
     DeliveryAttempt,
@@ -42,7 +43,9 @@ async def finish(
     store: Store, c: Claim, status: DeliveryStatus, when: float | None = None, **kw: Any
 ) -> bool:
     attempt = OK if status == DeliveryStatus.DELIVERED else DeliveryAttempt(T0, 500, 2.0, None, b"no")
-    return await store.finish_delivery(c.delivery.id, c.delivery.attempts, attempt, status, when, **kw)
+    result = AttemptResult(c.delivery.id, c.delivery.attempts, attempt, status, when, **kw)
+    (recorded,) = await store.finish_deliveries([result])
+    return recorded
 
 
 async def test_a_final_callback_queues_a_delivery_in_its_own_transaction(store: Store) -> None:
