@@ -76,8 +76,8 @@ class _Subscriber(asyncio.Protocol):
                 return
             self._log.append((_header(head, b"webhook-id"), time.monotonic()))
             del self._buf[:end]
-            assert self._transport is not None
-            self._transport.write(_OK)
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(_OK)
 
 
 def _header(head: bytes, name: bytes) -> bytes:

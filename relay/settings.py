@@ -306,11 +306,13 @@ def write_first_run_config(path: Path, host: str | None = None, port: int | None
         "secret_key": secrets.token_urlsafe(32),
         "api_key": "rk_" + secrets.token_urlsafe(24),
         "demo_secret": signing.new_secret(),
+        "signing_secret": signing.new_secret(),
     }
     text = (
         "# Written by relay on first start. Edit freely; see the README for every key.\n"
         f"secret_key = {json.dumps(created['secret_key'])}\n"
         f"api_keys = [{json.dumps(created['api_key'])}]\n"
+        f"signing_secret = {json.dumps(created['signing_secret'])}  # signs per-job deliveries\n"
         + (f"host = {json.dumps(host)}\n" if host is not None else "")
         + (f"port = {port}\n" if port is not None else "")
         + "\n"

@@ -9,6 +9,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from relay.settings import load_settings, write_first_run_config
 from tests.conftest import LiveRelay, make_settings, start_relay
 
 # Public addresses stand for subscribers that are never called here (the tests need no DNS).
@@ -136,3 +137,16 @@ async def test_rotation_signs_with_the_new_and_the_old_secret(tmp_path: Path) ->
         assert got.verify(new["secret"]) == got.verify(created["secret"])
         with pytest.raises(WebhookVerificationError):
             Webhook("whsec_" + "A" * 32).verify(got.body, got.headers)
+
+
+async def test_first_run_config_lets_jobs_have_subscribers(tmp_path: Path) -> None:
+    """The config written on first start has a signing_secret, so per-job subscribers work at once."""
+    created = write_first_run_config(tmp_path / "relay.toml")
+    settings = load_settings(
+        tmp_path / "relay.toml", environ={}, overrides={"database": f"sqlite:///{tmp_path}/r.db"}
+    )
+    assert settings.signing_secret == created["signing_secret"]
+    async with start_relay(settings) as relay:
+        job = {"source": "demo", "job_id": "j", "subscribers": ["https://93.184.216.34/in"]}
+        headers = {"authorization": f"Bearer {created['api_key']}"}
+        assert (await relay.client.post("/v1/jobs", json=job, headers=headers)).status_code == 201
