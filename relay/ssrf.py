@@ -128,7 +128,11 @@ async def check_url(
     try:
         async with asyncio.timeout(timeout_s):
             addresses = await resolve(host, port)
-    except (OSError, TimeoutError) as exc:
+    except TimeoutError:
+        raise BadRequest(
+            f"{url!r}: {host!r} did not resolve within {timeout_s:g} s", "unresolvable_host"
+        ) from None
+    except OSError as exc:
         raise BadRequest(
             f"{url!r}: the host {host!r} does not resolve ({exc})", "unresolvable_host"
         ) from None

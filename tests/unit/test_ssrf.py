@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -146,3 +148,38 @@ async def test_allow_private_gives_a_plain_transport() -> None:
         transport = guarded_transport(LIMITS, allow_private=True)
         async with httpx.AsyncClient(transport=transport) as client:
             assert (await client.post(sub.url, content=b"{}")).status_code == 200
+
+
+async def test_malformed_and_unresolvable_urls_are_clear_400s() -> None:
+    """A bad port, an overlong URL, a resolver that hangs or finds nothing: each a 400 with a reason."""
+    for url in ("http://93.184.216.34:99999/", "https://93.184.216.34/" + "a" * 2100):
+        with pytest.raises(BadRequest) as refused:
+            await check_url(url, allow_private=False)
+        assert refused.value.code == "bad_url"
+
+    async def hang(host: str, port: int) -> list[str]:
+        await asyncio.sleep(10)
+        return []
+
+    for resolve, words in ((hang, "within 0.01 s"), (_resolver({"empty.test": []}), "does not resolve")):
+        with pytest.raises(BadRequest) as refused:
+            await check_url("https://empty.test/", allow_private=False, resolve=resolve, timeout_s=0.01)
+        assert refused.value.code == "unresolvable_host" and words in refused.value.message
+
+
+async def test_dial_time_resolution_failures_are_connect_errors() -> None:
+    """A name that stops resolving, or resolves to nothing, fails the attempt as a connection error."""
+    transport = guarded_transport(LIMITS, allow_private=False, resolve=_resolver({"empty.test": []}))
+    async with httpx.AsyncClient(transport=transport) as client:
+        for url in ("http://gone.test/hook", "http://empty.test/hook"):
+            with pytest.raises(httpx.ConnectError):
+                await client.post(url, content=b"{}")
+
+
+async def test_dial_falls_back_to_the_next_checked_address() -> None:
+    """When the first checked address refuses, the next one is dialled within the same connect."""
+    async with subscriber() as sub:
+        resolve = _resolver({"two.test": ["127.0.0.2", "127.0.0.1"]})
+        transport = guarded_transport(LIMITS, allow_private=False, resolve=resolve, check=lambda _: None)
+        async with httpx.AsyncClient(transport=transport) as client:
+            assert (await client.post(f"http://two.test:{sub.port}/", content=b"{}")).status_code == 200
