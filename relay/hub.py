@@ -1,8 +1,16 @@
-"""In-process wake-ups for waiters: a hint that a job changed, carrying the committed job when known."""
+"""In-process wake-ups for waiters: a hint that a job changed, carrying the committed job when known.
+
+Thousands of long-polls are held at once, so what each one holds is kept small: a slotted waiter, a bare
+future per wait (not an `asyncio.Event`, which carries a deque of its own), one shared timer for every
+waiter's time limit (not a `call_later` handle each), and a key with one waiter maps to it directly.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+from collections.abc import Iterable
 
 from relay.errors import ServiceUnavailable
 from relay.models import Job
@@ -10,16 +18,53 @@ from relay.models import Job
 __all__ = ["Hub", "Subscription", "Waiter"]
 
 
-class Waiter:
-    """One subscriber's mailbox: the latest job published for its key, and a flag to wake on.
+class _Deadlines:
+    """Time limits of many waits in one heap, with one loop timer armed for the earliest."""
 
-    A bare future per wait, not an `asyncio.Event` (which carries a deque of its own): thousands are held at
-    once, so each one's size counts.
-    """
+    __slots__ = ("_heap", "_order", "_timer", "_timer_at")
 
-    __slots__ = ("_future", "_woken", "job")
+    # uvloop's clock and timers count whole milliseconds, so its timer may fire up to half of one early.
+    _SLACK_S = 0.001
 
     def __init__(self) -> None:
+        self._heap: list[tuple[float, int, asyncio.Future[bool]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def add(self, future: asyncio.Future[bool], seconds: float) -> None:
+        """Resolve `future` with False once `seconds` have passed, unless it is done by then."""
+        loop = future.get_loop()
+        when = loop.time() + seconds
+        heapq.heappush(self._heap, (when, next(self._order), future))
+        if self._timer is None or when < self._timer_at:
+            self._arm(loop, when)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._expire, loop)
+        self._timer_at = when
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        heap = self._heap
+        due = loop.time() + self._SLACK_S
+        while heap and heap[0][0] <= due:
+            future = heapq.heappop(heap)[2]
+            if not future.done():  # woken or cancelled meanwhile: its entry only waited to be dropped
+                future.set_result(False)
+        if heap:
+            self._arm(loop, heap[0][0])
+
+
+class Waiter:
+    """One subscriber's mailbox: the latest job published for its key, and a flag to wake on."""
+
+    __slots__ = ("_deadlines", "_future", "_woken", "job")
+
+    def __init__(self, deadlines: _Deadlines | None = None) -> None:
+        self._deadlines = deadlines or _Deadlines()
         self._woken = False
         self._future: asyncio.Future[bool] | None = None
         self.job: Job | None = None
@@ -35,29 +80,24 @@ class Waiter:
     async def wait(self, seconds: float) -> bool:
         """Wait until woken or `seconds` pass; answer whether it was woken. Re-arms for the next wait."""
         if not self._woken:
-            loop = asyncio.get_running_loop()
-            self._future = future = loop.create_future()
-            timer = loop.call_later(seconds, _time_up, future)
+            self._future = future = asyncio.get_running_loop().create_future()
+            self._deadlines.add(future, seconds)
             try:
                 if not await future:
                     return False
             finally:
-                timer.cancel()
                 self._future = None
         self._woken = False
         return True
-
-
-def _time_up(future: asyncio.Future[bool]) -> None:
-    if not future.done():
-        future.set_result(False)
 
 
 class Hub:
     """Keys are `(source, job_id)`. Publishing is a hint: the store stays the truth."""
 
     def __init__(self, max_waiters: int) -> None:
-        self._waiters: dict[tuple[str, str], set[Waiter]] = {}
+        # Most keys have one waiter: it is the value itself, and a set only once a second one comes.
+        self._waiters: dict[tuple[str, str], Waiter | set[Waiter]] = {}
+        self._deadlines = _Deadlines()
         self._count = 0
         self.max_waiters = max_waiters
         self.closing = False
@@ -65,8 +105,8 @@ class Hub:
     def close(self) -> None:
         """Shutdown has begun: wake every waiter so it answers now, and take no new ones."""
         self.closing = True
-        for waiters in self._waiters.values():
-            for waiter in waiters:
+        for held in self._waiters.values():
+            for waiter in _each(held):
                 waiter.wake()
 
     @property
@@ -83,26 +123,41 @@ class Hub:
             raise ServiceUnavailable("relay is shutting down; retry on another instance", "shutting_down")
         if self._count >= self.max_waiters:
             raise ServiceUnavailable(f"too many waiters held ({self.max_waiters})", "too_many_waiters")
-        waiter = Waiter()
-        self._waiters.setdefault(key, set()).add(waiter)
+        waiter = Waiter(self._deadlines)
+        held = self._waiters.get(key)
+        if held is None:
+            self._waiters[key] = waiter
+        elif isinstance(held, Waiter):
+            self._waiters[key] = {held, waiter}
+        else:
+            held.add(waiter)
         self._count += 1
         return waiter
 
     def _remove(self, key: tuple[str, str], waiter: Waiter) -> None:
         self._count -= 1
-        waiters = self._waiters[key]
-        waiters.discard(waiter)
-        if not waiters:
+        held = self._waiters[key]
+        if held is waiter:
             del self._waiters[key]
+        elif isinstance(held, set):
+            held.discard(waiter)
+            if not held:
+                del self._waiters[key]
 
     def publish(self, key: tuple[str, str], job: Job | None = None) -> int:
         """Wake every waiter of `key`; answer how many."""
-        waiters = self._waiters.get(key)
-        if not waiters:
+        held = self._waiters.get(key)
+        if held is None:
             return 0
-        for waiter in waiters:
+        woken = 0
+        for waiter in _each(held):
             waiter.wake(job)
-        return len(waiters)
+            woken += 1
+        return woken
+
+
+def _each(held: Waiter | set[Waiter]) -> Iterable[Waiter]:
+    return (held,) if isinstance(held, Waiter) else held
 
 
 class Subscription:
