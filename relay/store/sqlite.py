@@ -94,6 +94,8 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA foreign_keys = ON")
+    # Checkpoint the WAL every ~32 MB instead of every 4 MB: fewer pauses in the writer, same durability.
+    conn.execute("PRAGMA wal_autocheckpoint = 8192")
 
 
 class SQLiteStore:
