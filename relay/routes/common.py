@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -38,6 +39,21 @@ def page(request: Request) -> tuple[int, int | None]:
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise BadRequest(f"limit must be from 1 to {MAX_LIST_LIMIT}", "bad_limit")
     return limit, before
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def status_filter(request: Request, statuses: type[E]) -> E | None:
+    """`?status=` of a list request as one of `statuses`, or None when absent; 400 naming the known ones."""
+    value = request.query_params.get("status") or None
+    if value is None:
+        return None
+    try:
+        return statuses(value)
+    except ValueError:
+        known = ", ".join(s.value for s in statuses)
+        raise BadRequest(f"unknown status {value!r} (one of {known})", "bad_status") from None
 
 
 def services(request: Request) -> Services:

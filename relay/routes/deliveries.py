@@ -7,9 +7,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from relay.delivery import Deliverer
-from relay.errors import BadRequest, Conflict, NotFound
+from relay.errors import Conflict, NotFound
 from relay.models import Delivery, DeliveryStatus
-from relay.routes.common import authorize, json_response, page, services
+from relay.routes.common import authorize, json_response, page, services, status_filter
 
 __all__ = ["routes"]
 
@@ -34,13 +34,10 @@ async def list_deliveries(request: Request) -> Response:
     svc = services(request)
     authorize(request)
     params = request.query_params
-    status = params.get("status") or None
-    if status is not None and status not in DeliveryStatus.__members__.values():
-        known = ", ".join(s.value for s in DeliveryStatus)
-        raise BadRequest(f"unknown delivery status {status!r} (one of {known})", "bad_status")
+    status = status_filter(request, DeliveryStatus)
     limit, before = page(request)
     deliveries = await svc.store.list_deliveries(
-        status=None if status is None else DeliveryStatus(status),
+        status=status,
         source=params.get("source") or None,
         job_id=params.get("job_id") or None,
         subscription_id=params.get("subscription_id") or None,

@@ -16,7 +16,7 @@ from relay.errors import BadRequest, NotFound
 from relay.hub import Waiter
 from relay.models import Job, Registration, Status
 from relay.providers.base import load_object
-from relay.routes.common import authorize, json_response, page, read_body, services
+from relay.routes.common import authorize, json_response, page, read_body, services, status_filter
 from relay.routes.subscriptions import check_subscriber_urls
 
 __all__ = ["routes"]
@@ -154,13 +154,11 @@ async def list_jobs(request: Request) -> Response:
     svc = services(request)
     authorize(request)
     params = request.query_params
-    status = params.get("status") or None
-    if status is not None and status not in Status.__members__.values():
-        raise BadRequest(f"unknown status {status!r}", "bad_status")
+    status = status_filter(request, Status)
     limit, before = page(request)
     jobs = await svc.store.list_jobs(
         source=params.get("source") or None,
-        status=None if status is None else Status(status),
+        status=status,
         limit=limit,
         before=before,
     )
