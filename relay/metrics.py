@@ -22,6 +22,7 @@ class Metrics:
             ["source", "outcome", "reason"],
             registry=self.registry,
         )
+        self._callback_series: dict[tuple[str, str, str], Counter] = {}
         self.ingest_seconds = Histogram(
             "relay_ingest_seconds",
             "Time from a callback's body read to its answer (verify, parse, commit).",
@@ -42,3 +43,12 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=self.registry,
         )
+
+    def callback(self, source: str, outcome: str, reason: str = "") -> Counter:
+        """The `relay_callbacks_total` series of these labels, looked up once (`labels()` costs a lock and a
+        tuple build on every call; this is on every callback's path)."""
+        key = (source, outcome, reason)
+        series = self._callback_series.get(key)
+        if series is None:
+            series = self._callback_series[key] = self.callbacks.labels(*key)
+        return series

@@ -20,7 +20,7 @@ from relay.providers.base import (
     status_of,
 )
 
-__all__ = ["POINTER_OPTIONS", "BodyFields", "Fields"]
+__all__ = ["POINTER_OPTIONS", "BodyFields", "Fields", "Pointer"]
 
 # The config keys of every kind that reads its fields by pointer, with their defaults.
 POINTER_OPTIONS: Mapping[str, Any] = {
@@ -43,9 +43,39 @@ class Fields:
     error: str | None
 
 
-def _pointer(source: SourceConfig, key: str) -> JsonPointer:
+_MISSING: Any = None  # what a pointer to nothing resolves to, as `JsonPointer.resolve(doc, None)` does
+
+
+class Pointer:
+    """An RFC 6901 pointer parsed once at start (by `jsonpointer`), resolved by plain lookups per callback.
+
+    `JsonPointer.resolve` rebuilds its path and walks through generic checks on every call; on the hot path
+    a tuple of tokens is enough. Semantics are the library's: a missing member, an index past the end, `-`
+    or a non-container on the way all resolve to nothing.
+    """
+
+    __slots__ = ("_tokens", "path")
+
+    def __init__(self, text: str) -> None:
+        pointer = JsonPointer(text)
+        self.path = pointer.path or "/"  # how a 400 names where it looked
+        self._tokens: tuple[str, ...] = tuple(pointer.parts)
+
+    def resolve(self, doc: Any) -> Any:
+        for token in self._tokens:
+            if isinstance(doc, dict):
+                doc = doc.get(token, _MISSING)
+            elif isinstance(doc, list) and token.isdigit() and (token == "0" or token[0] != "0"):
+                index = int(token)
+                doc = doc[index] if index < len(doc) else _MISSING
+            else:
+                return _MISSING
+        return doc
+
+
+def _pointer(source: SourceConfig, key: str) -> Pointer:
     try:
-        return JsonPointer(source.options[key])
+        return Pointer(source.options[key])
     except (JsonPointerException, TypeError) as exc:
         raise ConfigError(f"sources.{source.name}.{key}: not a JSON pointer ({exc})") from None
 
@@ -79,13 +109,13 @@ class BodyFields:
     def read(self, body: bytes) -> Fields:
         """The fields of a body; a `BadRequest` naming the pointer when one is missing or unknown."""
         doc = load_object(body)
-        word = self._status.resolve(doc, None)
+        word = self._status.resolve(doc)
         return Fields(
-            job_id=job_id_of(self._job_id.resolve(doc, None), self._job_id.path or "/"),
-            status=status_of(word, self._words, self._status.path or "/"),
+            job_id=job_id_of(self._job_id.resolve(doc), self._job_id.path),
+            status=status_of(word, self._words, self._status.path),
             word=str(word).lower(),
-            result=self._result.resolve(doc, None),
-            error=error_text(self._error.resolve(doc, None)),
+            result=self._result.resolve(doc),
+            error=error_text(self._error.resolve(doc)),
         )
 
     def callback(self, body: bytes, delivery_id: str | None = None) -> Callback:

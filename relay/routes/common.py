@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from relay.errors import BadRequest, Forbidden, PayloadTooLarge, RelayError, Unauthorized
@@ -15,7 +16,16 @@ from relay.errors import BadRequest, Forbidden, PayloadTooLarge, RelayError, Una
 if TYPE_CHECKING:
     from relay.app import Services
 
-__all__ = ["MAX_LIST_LIMIT", "authorize", "error_response", "json_response", "page", "read_body", "services"]
+__all__ = [
+    "MAX_LIST_LIMIT",
+    "authorize",
+    "error_response",
+    "json_response",
+    "page",
+    "plain_headers",
+    "read_body",
+    "services",
+]
 
 MAX_LIST_LIMIT = 500
 
@@ -60,18 +70,33 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def plain_headers(request: Request) -> dict[str, str]:
+    """The request's headers as a dict of lower-case names (the first of a repeated one wins, as in
+    Starlette), built once for a handler that reads many: `Headers` scans its list on every lookup."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(request.scope["headers"])
+    }
+
+
+async def read_body(request: Request, limit: int, headers: Mapping[str, str] | None = None) -> bytes:
     """The body, refused with 413 as soon as it passes `limit` bytes (before it is all read)."""
-    declared = request.headers.get("content-length")
+    declared = (request.headers if headers is None else headers).get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    # The ASGI messages themselves rather than `request.stream()`: no async generator per request.
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks)
 
 
