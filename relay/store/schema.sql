@@ -1,4 +1,5 @@
--- relay's SQLite schema, version 1. Times are unix seconds (REAL); JSON is stored as orjson bytes.
+-- relay's SQLite schema (its version is SCHEMA_VERSION in sqlite.py).
+-- Times are unix seconds (REAL); JSON is stored as orjson bytes.
 CREATE TABLE IF NOT EXISTS jobs (
     id            INTEGER PRIMARY KEY,
     source        TEXT NOT NULL,
@@ -27,30 +28,30 @@ CREATE INDEX IF NOT EXISTS jobs_open_reconcile ON jobs (reconcile_at)
 -- Retention reads finished jobs oldest first.
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
+-- A job's history, keyed by its row: a new job's rows and index entries are appended, not spread over
+-- the file as keys of random job IDs would be. A redelivery (same job, same delivery ID) is refused here.
 CREATE TABLE IF NOT EXISTS callbacks (
     id            INTEGER PRIMARY KEY,
-    source        TEXT NOT NULL,
-    job_id        TEXT NOT NULL,
+    job_row       INTEGER NOT NULL,
     delivery_id   TEXT NOT NULL,
     received_at   REAL NOT NULL,
     status        TEXT NOT NULL,
     via           TEXT NOT NULL,
     body          BLOB NOT NULL,
-    UNIQUE (source, delivery_id)
+    UNIQUE (job_row, delivery_id)
 );
-CREATE INDEX IF NOT EXISTS callbacks_by_job ON callbacks (source, job_id, id);
 
 -- Every status change of a job, in order: the SSE stream's ids and the source of subscriber deliveries.
+-- `event_id` (the deliveries' webhook-id) starts with the time, so ids sort by creation.
 CREATE TABLE IF NOT EXISTS events (
     id            INTEGER PRIMARY KEY,
-    event_id      TEXT NOT NULL UNIQUE,
-    source        TEXT NOT NULL,
-    job_id        TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    job_row       INTEGER NOT NULL,
     type          TEXT NOT NULL,
     created_at    REAL NOT NULL,
     data          BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_job ON events (source, job_id, id);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_row, id);
 
 -- Per-source subscribers, each with its own secret; after a rotation the previous one signs too, for a day.
 CREATE TABLE IF NOT EXISTS subscriptions (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -35,7 +35,8 @@ from relay.store.sqlite_deliveries import backfill, fan_out
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 2  # 2: subscriptions, deliveries, delivery_attempts
+# 2: subscriptions, deliveries, delivery_attempts. 3: callbacks and events keyed by the job's row.
+SCHEMA_VERSION = 3
 _JOB_COLUMNS = (
     "id, source, job_id, status, result, error, late, metadata, created_at, updated_at, "
     "finished_at, deadline, callbacks, subscribers, timeout_s"
@@ -63,21 +64,24 @@ def _job(row: Any) -> Job:
     )
 
 
-_EVENT_COLUMNS = "id, event_id, source, job_id, type, created_at, data"
+# A job's rows of another table, found by its (source, job_id).
+_OF_JOB = "job_row = (SELECT id FROM jobs WHERE source = ? AND job_id = ?)"
 
 
-def _event(row: Any) -> Event:
-    return Event(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]))
+def new_event_id(now: float) -> str:
+    """`evt_` + 48 bits of milliseconds + 80 random bits (32 hex digits, as a uuid's): unique, and in time
+    order, so that new ids land at the end of whatever orders by them."""
+    return f"evt_{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
 
 
 def emit_event(conn: sqlite3.Connection, job: Job, now: float) -> Event:
     """Record the job's new status as an event, in the transaction that changed it (the outbox)."""
-    event_id = f"evt_{uuid.uuid4().hex}"
+    event_id = new_event_id(now)
     kind = Event.type_for(job.status)
     data = job.to_public()
     row_id = conn.execute(
-        "INSERT INTO events (event_id, source, job_id, type, created_at, data) VALUES (?, ?, ?, ?, ?, ?)",
-        (event_id, job.source, job.job_id, kind, now, orjson.dumps(data)),
+        "INSERT INTO events (event_id, job_row, type, created_at, data) VALUES (?, ?, ?, ?, ?)",
+        (event_id, job.row_id, kind, now, orjson.dumps(data)),
     ).lastrowid
     assert row_id is not None
     event = Event(row_id, event_id, job.source, job.job_id, kind, now, data)
@@ -166,18 +170,17 @@ class SQLiteStore:
 
     async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
         rows = await self._db.execute_fetchall(
-            "SELECT delivery_id, received_at, status, via FROM callbacks"
-            " WHERE source = ? AND job_id = ? ORDER BY id",
+            f"SELECT delivery_id, received_at, status, via FROM callbacks WHERE {_OF_JOB} ORDER BY id",
             (source, job_id),
         )
         return [CallbackRecord(r[0], r[1], Status(r[2]), r[3]) for r in rows]
 
     async def list_events(self, source: str, job_id: str, after: int = 0) -> list[Event]:
         rows = await self._db.execute_fetchall(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE source = ? AND job_id = ? AND id > ? ORDER BY id",
+            f"SELECT id, event_id, type, created_at, data FROM events WHERE {_OF_JOB} AND id > ? ORDER BY id",
             (source, job_id, after),
         )
-        return [_event(row) for row in rows]
+        return [Event(row[0], row[1], source, job_id, row[2], row[3], orjson.loads(row[4])) for row in rows]
 
     async def count_jobs_by_status(self) -> dict[str, int]:
         rows = await self._db.execute_fetchall("SELECT status, count(*) FROM jobs GROUP BY status")
@@ -315,9 +318,42 @@ def _migrate(conn: sqlite3.Connection) -> None:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"the database is at schema {version}, newer than this relay ({SCHEMA_VERSION})")
-    if version < SCHEMA_VERSION:  # schema.sql only adds (IF NOT EXISTS), so it upgrades any older version
-        schema = resources.files("relay.store").joinpath("schema.sql").read_text()
-        conn.executescript(f"BEGIN; {schema}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    if version == SCHEMA_VERSION:
+        return
+    # schema.sql creates what is missing (IF NOT EXISTS); before it, a database from before version 3 moves
+    # its callbacks and events aside, and after it their rows come back keyed by their job's row.
+    schema = resources.files("relay.store").joinpath("schema.sql").read_text()
+    keyed_by_row = 0 < version < 3
+    conn.executescript(
+        f"BEGIN; {_BEFORE_V3 if keyed_by_row else ''} {schema}; {_AFTER_V3 if keyed_by_row else ''}"
+        f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    )
+
+
+_BEFORE_V3 = """
+DROP INDEX callbacks_by_job; ALTER TABLE callbacks RENAME TO callbacks_v2;
+DROP INDEX events_by_job; ALTER TABLE events RENAME TO events_v2;
+"""
+_AFTER_V3 = """
+INSERT INTO callbacks (id, job_row, delivery_id, received_at, status, via, body)
+    SELECT c.id, j.id, c.delivery_id, c.received_at, c.status, c.via, c.body
+    FROM callbacks_v2 c JOIN jobs j ON j.source = c.source AND j.job_id = c.job_id ORDER BY c.id;
+INSERT INTO events (id, event_id, job_row, type, created_at, data)
+    SELECT e.id, e.event_id, j.id, e.type, e.created_at, e.data
+    FROM events_v2 e JOIN jobs j ON j.source = e.source AND j.job_id = e.job_id ORDER BY e.id;
+DROP TABLE callbacks_v2; DROP TABLE events_v2;
+"""
+
+
+def record_callback(conn: sqlite3.Connection, job_row: int, cb: Callback, now: float) -> bool:
+    """Keep one entry of a job's history; False when the job already has this delivery ID (a redelivery)."""
+    return bool(
+        conn.execute(
+            "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_row, delivery_id) DO NOTHING",
+            (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body),
+        ).rowcount
+    )
 
 
 def _ingest(
@@ -328,92 +364,99 @@ def _ingest(
     timeout_s: float,
     reconcile_after_s: float | None,
 ) -> IngestOutcome:
-    stored = conn.execute(
-        "INSERT INTO callbacks (source, job_id, delivery_id, received_at, status, via, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, delivery_id) DO NOTHING",
-        (source, cb.job_id, cb.delivery_id, now, cb.status.value, cb.via, cb.body),
-    ).rowcount
     row = conn.execute(_SELECT_JOB, (source, cb.job_id)).fetchone()
-    if not stored and row is not None:  # a redelivery: already kept, changes nothing
-        return IngestOutcome(_job(row), duplicate=True, changed=False)
-    current = None if row is None else Status(row[3])
-    step = transition(current, cb.status)
-    final = step.status is not None and step.status.final
+    if row is None:
+        job = _create_job(conn, source, cb, now, timeout_s, reconcile_after_s)
+        record_callback(conn, job.row_id, cb, now)  # a new job's first: no redelivery to refuse
+        emit_event(conn, job, now)
+        return IngestOutcome(job, duplicate=False, changed=True)
+    before = _job(row)
+    if not record_callback(conn, before.row_id, cb, now):  # a redelivery: already kept, changes nothing
+        return IngestOutcome(before, duplicate=True, changed=False)
+    step = transition(before.status, cb.status)
     # The job as it now stands is made from what was just written rather than read back: one statement and
     # one decode of the stored result fewer per callback.
-    if row is None:
-        assert step.status is not None
-        row_id = conn.execute(
-            "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at,"
-            " finished_at, deadline, reconcile_at, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-            (
-                source,
-                cb.job_id,
-                step.status.value,
-                _dump(cb.result) if final else None,
-                cb.error if final else None,
-                now,
-                now,
-                now if final else None,
-                now + timeout_s,
-                _reconcile_at(now, reconcile_after_s, final),
-            ),
-        ).lastrowid
-        assert row_id is not None
-        job = Job(
-            source=source,
-            job_id=cb.job_id,
-            status=step.status,
-            result=cb.result if final else None,
-            error=cb.error if final else None,
-            late=False,
-            metadata={},
-            created_at=now,
-            updated_at=now,
-            finished_at=now if final else None,
-            deadline=now + timeout_s,
-            callbacks=1,
-            row_id=row_id,
+    if step.status is None:
+        conn.execute("UPDATE jobs SET callbacks = callbacks + 1 WHERE id = ?", (before.row_id,))
+        job = replace(before, callbacks=before.callbacks + 1)
+    elif step.status.final:
+        conn.execute(
+            "UPDATE jobs SET status = ?, late = ?, result = ?, error = ?, updated_at = ?,"
+            " finished_at = ?, callbacks = callbacks + 1 WHERE id = ?",
+            (step.status.value, step.late, _dump(cb.result), cb.error, now, now, before.row_id),
         )
-    else:
-        before = _job(row)
-        if step.status is None:
-            conn.execute("UPDATE jobs SET callbacks = callbacks + 1 WHERE id = ?", (before.row_id,))
-            job = replace(before, callbacks=before.callbacks + 1)
-        elif final:
-            conn.execute(
-                "UPDATE jobs SET status = ?, late = ?, result = ?, error = ?, updated_at = ?,"
-                " finished_at = ?, callbacks = callbacks + 1 WHERE id = ?",
-                (step.status.value, step.late, _dump(cb.result), cb.error, now, now, before.row_id),
-            )
-            job = replace(
-                before,
-                status=step.status,
-                late=step.late,
-                result=cb.result,
-                error=cb.error,
-                updated_at=now,
-                finished_at=now,
-                callbacks=before.callbacks + 1,
-            )
-        else:  # first word from the provider: a job without its own timeout is due a source timeout from now
-            conn.execute(
-                "UPDATE jobs SET status = ?, updated_at = ?, callbacks = callbacks + 1,"
-                " deadline = CASE WHEN timeout_s IS NULL THEN ? ELSE deadline END WHERE id = ?",
-                (step.status.value, now, now + timeout_s, before.row_id),
-            )
-            job = replace(
-                before,
-                status=step.status,
-                updated_at=now,
-                callbacks=before.callbacks + 1,
-                deadline=now + timeout_s if row[14] is None else before.deadline,
-            )
+        job = replace(
+            before,
+            status=step.status,
+            late=step.late,
+            result=cb.result,
+            error=cb.error,
+            updated_at=now,
+            finished_at=now,
+            callbacks=before.callbacks + 1,
+        )
+    else:  # first word from the provider: a job without its own timeout is due a source timeout from now
+        conn.execute(
+            "UPDATE jobs SET status = ?, updated_at = ?, callbacks = callbacks + 1,"
+            " deadline = CASE WHEN timeout_s IS NULL THEN ? ELSE deadline END WHERE id = ?",
+            (step.status.value, now, now + timeout_s, before.row_id),
+        )
+        job = replace(
+            before,
+            status=step.status,
+            updated_at=now,
+            callbacks=before.callbacks + 1,
+            deadline=now + timeout_s if row[14] is None else before.deadline,
+        )
     if step.changed:
         emit_event(conn, job, now)
     # Anything reaching a job already final (but a late result after timed_out) changes nothing.
-    return IngestOutcome(
-        job, duplicate=current is not None and current.final and not step.changed, changed=step.changed
+    return IngestOutcome(job, duplicate=before.final and not step.changed, changed=step.changed)
+
+
+def _create_job(
+    conn: sqlite3.Connection,
+    source: str,
+    cb: Callback,
+    now: float,
+    timeout_s: float,
+    reconcile_after_s: float | None,
+) -> Job:
+    """A job first heard of through a callback: final at once, or running."""
+    status = transition(None, cb.status).status
+    assert status is not None  # a job's first callback always changes it
+    final = status.final
+    row_id = conn.execute(
+        "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at,"
+        " finished_at, deadline, reconcile_at, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+        (
+            source,
+            cb.job_id,
+            status.value,
+            _dump(cb.result) if final else None,
+            cb.error if final else None,
+            now,
+            now,
+            now if final else None,
+            now + timeout_s,
+            _reconcile_at(now, reconcile_after_s, final),
+        ),
+    ).lastrowid
+    assert row_id is not None
+    return Job(
+        source=source,
+        job_id=cb.job_id,
+        status=status,
+        result=cb.result if final else None,
+        error=cb.error if final else None,
+        late=False,
+        metadata={},
+        created_at=now,
+        updated_at=now,
+        finished_at=now if final else None,
+        deadline=now + timeout_s,
+        callbacks=1,
+        row_id=row_id,
     )
 
 

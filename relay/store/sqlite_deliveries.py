@@ -242,9 +242,9 @@ def backfill(conn: sqlite3.Connection, job: Job, urls: Iterable[str], now: float
     events = [
         Event(row[0], row[1], job.source, job.job_id, row[2], row[3], {})
         for row in conn.execute(
-            f"SELECT id, event_id, type, created_at FROM events WHERE source = ? AND job_id = ?"
-            f" AND type IN ({marks}) ORDER BY id",
-            (job.source, job.job_id, *sorted(FINAL_EVENT_TYPES)),
+            f"SELECT id, event_id, type, created_at FROM events"
+            f" WHERE job_row = ? AND type IN ({marks}) ORDER BY id",
+            (job.row_id, *sorted(FINAL_EVENT_TYPES)),
         )
     ]
     return _insert(conn, events, targets, now)
@@ -256,6 +256,8 @@ def _insert(
     targets: Sequence[tuple[str | None, str, str]],
     now: float,
 ) -> int:
+    if not events or not targets:  # most events have no subscriber: no statement at all
+        return 0
     before = conn.total_changes
     conn.executemany(
         _INSERT_DELIVERY,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from relay.models import IngestOutcome, Status
-from relay.store.sqlite import _JOB_COLUMNS, _SELECT_JOB, _job, emit_event
+from relay.models import Callback, IngestOutcome, Status
+from relay.store.sqlite import _JOB_COLUMNS, _SELECT_JOB, _job, emit_event, record_callback
 
 __all__ = ["clear_reconcile", "extend_deadline", "purge_finished", "time_out"]
 
@@ -27,11 +27,8 @@ def time_out(conn: sqlite3.Connection, source: str, job_id: str, now: float) -> 
     row = conn.execute(_SELECT_JOB, (source, job_id)).fetchone()
     if row is None or Status(row[3]).final or row[11] is None or row[11] > now:
         return None
-    conn.execute(
-        "INSERT INTO callbacks (source, job_id, delivery_id, received_at, status, via, body)"
-        " VALUES (?, ?, ?, ?, ?, 'sweep', x'7b7d')",
-        (source, job_id, f"sweep_{uuid.uuid4().hex}", now, Status.TIMED_OUT.value),
-    )
+    sweep = Callback(job_id, Status.TIMED_OUT, f"sweep_{uuid.uuid4().hex}", b"{}", via="sweep")
+    record_callback(conn, row[0], sweep, now)
     conn.execute(
         "UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?, reconcile_at = NULL,"
         " callbacks = callbacks + 1 WHERE id = ?",
@@ -64,18 +61,14 @@ def purge_finished(conn: sqlite3.Connection, before: float, limit: int) -> int:
         " ORDER BY finished_at LIMIT ?",
         (before, limit),
     ).fetchall()
-    for _, source, job_id in rows:
-        for statement in _PURGE_JOB:
-            conn.execute(statement, (source, job_id))
+    for job_row, source, job_id in rows:
+        conn.execute("DELETE FROM callbacks WHERE job_row = ?", (job_row,))
+        conn.execute("DELETE FROM events WHERE job_row = ?", (job_row,))
+        conn.execute(
+            "DELETE FROM delivery_attempts WHERE delivery_id IN"
+            " (SELECT id FROM deliveries WHERE source = ? AND job_id = ?)",
+            (source, job_id),
+        )
+        conn.execute("DELETE FROM deliveries WHERE source = ? AND job_id = ?", (source, job_id))
     conn.executemany("DELETE FROM jobs WHERE id = ?", [(row[0],) for row in rows])
     return len(rows)
-
-
-# Dependants first; other stores of per-job rows (deliveries) add their statement here.
-_PURGE_JOB: list[str] = [
-    "DELETE FROM callbacks WHERE source = ? AND job_id = ?",
-    "DELETE FROM events WHERE source = ? AND job_id = ?",
-    "DELETE FROM delivery_attempts WHERE delivery_id IN"
-    " (SELECT id FROM deliveries WHERE source = ? AND job_id = ?)",
-    "DELETE FROM deliveries WHERE source = ? AND job_id = ?",
-]

@@ -50,6 +50,19 @@ async def test_delivery_ids_are_scoped_by_source(store: Store) -> None:
     assert not a.duplicate and not b.duplicate
 
 
+async def test_delivery_ids_are_scoped_by_job(store: Store) -> None:
+    """A redelivery is the same delivery ID for the same job; the ID on another job's callback is new."""
+    a = await store.ingest("demo", callback("j1", Status.SUCCEEDED, "same"), T0, TIMEOUT)
+    b = await store.ingest("demo", callback("j2", Status.SUCCEEDED, "same"), T0, TIMEOUT)
+    assert not a.duplicate and not b.duplicate
+    assert [
+        job.status for job in await store.list_jobs(source="demo", status=None, limit=5, before=None)
+    ] == [
+        Status.SUCCEEDED,
+        Status.SUCCEEDED,
+    ]
+
+
 async def test_final_state_is_set_once(store: Store) -> None:
     """A later final callback with a new delivery ID is a duplicate, kept only in the history."""
     await store.ingest("demo", callback("j", Status.SUCCEEDED, "d1", {"v": 1}), T0, TIMEOUT)

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from relay.models import FINAL_STATUSES, CallbackRecord, Event, Job, Status, Transition, iso, transition
@@ -189,6 +189,24 @@ def test_iso_round_trips_to_the_millisecond(ts: float) -> None:
     parsed = datetime.fromisoformat(text)
     assert parsed.tzinfo is not None and parsed.utcoffset() == UTC.utcoffset(None)
     assert abs(parsed.timestamp() - ts) < 0.001
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(min_value=-1e10, max_value=3e11, allow_nan=False))
+@example(1.9999995).via("rounds up into the next second")
+@example(1_795_885_200.0015).via("a millisecond boundary")
+@example(253_402_300_799.9999).via("the last second of year 9999")
+@example(-0.5).via("before 1970")
+def test_iso_is_what_datetime_gives(ts: float) -> None:
+    """The fast path agrees with `datetime` exactly, rounding of microseconds and far dates included."""
+    try:
+        expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        with pytest.raises((ValueError, OverflowError, OSError)):
+            iso(ts)
+        return
+    assert iso(ts) == expected
+    assert iso(ts) == expected  # again, from the cached second
 
 
 def test_callback_record_to_public() -> None:

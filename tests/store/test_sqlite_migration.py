@@ -1,0 +1,89 @@
+"""A database written by an earlier relay opens in this one with everything it held."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+
+from relay.models import Callback, Status
+from relay.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+T0 = 1_800_000_000.0
+SCHEMA_V2 = Path(__file__).with_name("schema_v2.sql")
+
+
+def _version_2_database(path: Path) -> None:
+    """Two jobs as relay 2 stored them: callbacks and events keyed by (source, job_id), a queued delivery."""
+    job = {"source": "demo", "job_id": "j1", "status": "succeeded"}
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA_V2.read_text())
+        conn.executemany(
+            "INSERT INTO jobs (id, source, job_id, status, result, created_at, updated_at, finished_at,"
+            " callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (1, "demo", "j1", "succeeded", b'{"v":1}', T0, T0 + 2, T0 + 2, 2),
+                (2, "demo", "j2", "running", None, T0, T0, None, 1),
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO callbacks (id, source, job_id, delivery_id, received_at, status, via, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'webhook', x'7b7d')",
+            [
+                (1, "demo", "j1", "d1", T0, "running"),
+                (2, "demo", "j2", "d2", T0, "running"),
+                (3, "demo", "j1", "d3", T0 + 2, "succeeded"),
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO events (id, event_id, source, job_id, type, created_at, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (1, "evt_a", "demo", "j1", "job.running", T0, orjson.dumps({**job, "status": "running"})),
+                (2, "evt_b", "demo", "j2", "job.running", T0, orjson.dumps({**job, "job_id": "j2"})),
+                (3, "evt_c", "demo", "j1", "job.succeeded", T0 + 2, orjson.dumps(job)),
+            ],
+        )
+        conn.execute(
+            "INSERT INTO deliveries (event_row, event_id, event_type, source, job_id, url, target, endpoint,"
+            " status, next_attempt_at, created_at, updated_at) VALUES (3, 'evt_c', 'job.succeeded', 'demo',"
+            " 'j1', 'http://127.0.0.1:9/hook', 'http://127.0.0.1:9/hook', 'http://127.0.0.1:9', 'pending',"
+            " ?, ?, ?)",
+            (T0, T0, T0),
+        )
+        conn.execute("PRAGMA user_version = 2")
+
+
+async def test_a_version_2_database_keeps_its_history(tmp_path: Path) -> None:
+    """Callbacks and events come across in order under their jobs; dedupe and deliveries still see them."""
+    path = tmp_path / "relay.db"
+    _version_2_database(path)
+    store = await SQLiteStore.open(str(path))
+    try:
+        history = await store.list_callbacks("demo", "j1")
+        assert [(c.delivery_id, c.status) for c in history] == [
+            ("d1", Status.RUNNING),
+            ("d3", Status.SUCCEEDED),
+        ]
+        assert [c.delivery_id for c in await store.list_callbacks("demo", "j2")] == ["d2"]
+        events = await store.list_events("demo", "j1")
+        assert [(e.id, e.event_id, e.type) for e in events] == [
+            (1, "evt_a", "job.running"),
+            (3, "evt_c", "job.succeeded"),
+        ]
+        assert [e.id for e in await store.list_events("demo", "j1", after=1)] == [3]
+        # A redelivery of a callback stored before the upgrade is still a duplicate.
+        again = Callback("j2", Status.RUNNING, "d2", b"{}")
+        assert (await store.ingest("demo", again, T0 + 5, 900.0)).duplicate
+        # The queued delivery still finds its event's body.
+        claims = await store.claim_deliveries(
+            T0 + 1, limit=5, lease_s=30, per_endpoint=5, room={}, blocked=()
+        )
+        assert [orjson.loads(claim.body)["id"] for claim in claims] == ["evt_c"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert not {"callbacks_v2", "events_v2"} & tables
