@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from relay.errors import NotFound, Unauthorized
 from relay.hub import Hub
-from relay.models import Callback, IngestOutcome, Job
+from relay.models import Callback, IngestOutcome
 from relay.providers import Provider, SourceConfig
 from relay.store import Store
 from relay.tokens import Tokens
@@ -31,7 +31,7 @@ class Ingestor:
         self._hub = hub
         self._tokens = tokens
         self._clock = clock
-        # Called after every committed job change (the deliverer's wake-up hint).
+        # Called after a committed job change that queued deliveries (the deliverer's wake-up hint).
         self.listeners: list[Callable[[], None]] = []
 
     async def ingest(
@@ -58,11 +58,14 @@ class Ingestor:
             source.name, callback, now, source.timeout_s, source.reconcile_after_s
         )
         if outcome.changed:
-            self.announce(outcome.job)
+            self.announce(outcome)
         return outcome
 
-    def announce(self, job: Job) -> None:
-        """Tell waiters, streams and listeners that a committed change happened to `job`."""
+    def announce(self, outcome: IngestOutcome) -> None:
+        """Tell waiters and streams that a committed change happened to a job, and the listeners when it
+        queued deliveries (most changes queue none: no subscriber wants them)."""
+        job = outcome.job
         self._hub.publish((job.source, job.job_id), job)
-        for listener in self.listeners:
-            listener()
+        if outcome.queued:
+            for listener in self.listeners:
+                listener()

@@ -159,6 +159,7 @@ class IngestOutcome:
     job: Job
     duplicate: bool
     changed: bool
+    queued: int = 0  # deliveries the change queued for subscribers
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,7 @@ class Sweeper(Loop):
         outcome = await self._store.time_out(job.source, job.job_id, now)
         if outcome is not None:
             log.info("job %s/%s timed out", job.source, job.job_id)
-            self._ingestor.announce(outcome.job)
+            self._ingestor.announce(outcome)
 
     async def _ask(self, job: Job) -> Callback | None:
         """The provider's answer, or None (no status endpoint, no token, an error or a timeout)."""

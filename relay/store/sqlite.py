@@ -74,8 +74,9 @@ def new_event_id(now: float) -> str:
     return f"evt_{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
 
 
-def emit_event(conn: sqlite3.Connection, job: Job, now: float) -> Event:
-    """Record the job's new status as an event, in the transaction that changed it (the outbox)."""
+def emit_event(conn: sqlite3.Connection, job: Job, now: float) -> int:
+    """Record the job's new status as an event, in the transaction that changed it (the outbox); answer
+    how many deliveries it queued."""
     event_id = new_event_id(now)
     kind = Event.type_for(job.status)
     data = job.to_public()
@@ -85,8 +86,7 @@ def emit_event(conn: sqlite3.Connection, job: Job, now: float) -> Event:
     ).lastrowid
     assert row_id is not None
     event = Event(row_id, event_id, job.source, job.job_id, kind, now, data)
-    fan_out(conn, event, job, now)  # its deliveries, in the same transaction
-    return event
+    return fan_out(conn, event, job, now)  # its deliveries, in the same transaction
 
 
 def _dump(value: Any) -> bytes | None:
@@ -214,7 +214,7 @@ class SQLiteStore:
     async def purge_finished(self, before: float, limit: int) -> int:
         from relay.store.sqlite_sweep import purge_finished
 
-        return await self.writer.run(purge_finished, before, limit)
+        return await self.writer.run_bulk(purge_finished, before, limit)
 
     # Subscriptions and deliveries: SQL in sqlite_deliveries.py.
 
@@ -232,7 +232,7 @@ class SQLiteStore:
         return sqlite_deliveries.subscription_from_row(rows[0]) if rows else None
 
     async def delete_subscription(self, sub_id: str, now: float) -> bool:
-        return await self.writer.run(sqlite_deliveries.delete_subscription, sub_id, now)
+        return await self.writer.run_bulk(sqlite_deliveries.delete_subscription, sub_id, now)
 
     async def rotate_subscription_secret(
         self, sub_id: str, secret: str, now: float, overlap_s: float
@@ -302,7 +302,7 @@ class SQLiteStore:
         return await self.writer.run(sqlite_deliveries.retry, delivery_id, now)
 
     async def recover_deliveries(self, now: float) -> int:
-        return await self.writer.run(sqlite_deliveries.recover, now)
+        return await self.writer.run_bulk(sqlite_deliveries.recover, now)
 
     async def ping(self) -> None:
         await self._db.execute_fetchall("SELECT 1")
@@ -368,8 +368,7 @@ def _ingest(
     if row is None:
         job = _create_job(conn, source, cb, now, timeout_s, reconcile_after_s)
         record_callback(conn, job.row_id, cb, now)  # a new job's first: no redelivery to refuse
-        emit_event(conn, job, now)
-        return IngestOutcome(job, duplicate=False, changed=True)
+        return IngestOutcome(job, duplicate=False, changed=True, queued=emit_event(conn, job, now))
     before = _job(row)
     if not record_callback(conn, before.row_id, cb, now):  # a redelivery: already kept, changes nothing
         return IngestOutcome(before, duplicate=True, changed=False)
@@ -408,10 +407,11 @@ def _ingest(
             callbacks=before.callbacks + 1,
             deadline=now + timeout_s if row[14] is None else before.deadline,
         )
-    if step.changed:
-        emit_event(conn, job, now)
+    queued = emit_event(conn, job, now) if step.changed else 0
     # Anything reaching a job already final (but a late result after timed_out) changes nothing.
-    return IngestOutcome(job, duplicate=before.final and not step.changed, changed=step.changed)
+    return IngestOutcome(
+        job, duplicate=before.final and not step.changed, changed=step.changed, queued=queued
+    )
 
 
 def _create_job(

@@ -35,8 +35,7 @@ def time_out(conn: sqlite3.Connection, source: str, job_id: str, now: float) -> 
         (Status.TIMED_OUT.value, now, now, row[0]),
     )
     job = _job(conn.execute(_SELECT_JOB, (source, job_id)).fetchone())
-    emit_event(conn, job, now)
-    return IngestOutcome(job, duplicate=False, changed=True)
+    return IngestOutcome(job, duplicate=False, changed=True, queued=emit_event(conn, job, now))
 
 
 def extend_deadline(conn: sqlite3.Connection, source: str, job_id: str, deadline: float) -> bool:

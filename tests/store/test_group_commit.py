@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -87,3 +88,29 @@ async def test_close_commits_queued_work_then_refuses(tmp_path: Path, writer: Gr
         assert count(conn) == 20
     with pytest.raises(RuntimeError):
         await writer.run(insert, "late")
+
+
+def thread_name(conn: sqlite3.Connection) -> str:
+    return threading.current_thread().name
+
+
+async def test_statements_run_on_the_loop_and_bulk_work_on_the_thread(writer: GroupCommitWriter) -> None:
+    """Short operations run where their caller is; a batch holding bulk work goes to the writer thread."""
+    assert await writer.run(thread_name) == threading.current_thread().name
+    assert (await writer.run_bulk(thread_name)).startswith("relay-sqlite-writer")
+    mixed = await asyncio.gather(writer.run(thread_name), writer.run_bulk(thread_name))
+    assert all(name.startswith("relay-sqlite-writer") for name in mixed)  # one batch, run on the thread
+
+
+async def test_a_failed_bulk_commit_stores_nothing(writer: GroupCommitWriter) -> None:
+    """A batch on the writer thread whose COMMIT fails fails every caller and is rolled back."""
+
+    def orphan(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO children (parent) VALUES (42)")
+
+    results = await asyncio.gather(
+        writer.run_bulk(insert, "x"), writer.run_bulk(orphan), return_exceptions=True
+    )
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results)
+    assert await writer.run(count) == 0
+    assert await writer.run_bulk(insert, "after") == "after"
