@@ -191,25 +191,28 @@ def transition(current: Status | None, incoming: Status) -> Transition:
 
 def iso(ts: float | None) -> str | None:
     """Unix seconds as RFC 3339 UTC with millisecond precision (the milliseconds of `datetime`, truncated)."""
-    global _iso_second
     if ts is None:
         return None
     # What `datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")` gives, without building a
-    # datetime: every event formats four times, and most of them fall in the second formatted last.
+    # datetime: every event formats four times, and most fall in a second formatted just before.
     fraction, whole = math.modf(ts)
     micros, second = round(fraction * 1e6), int(whole)
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
     if not 0 <= second <= _LAST_ISO_SECOND or micros < 0:
         return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    cached = _iso_second
-    if cached[0] != second:
-        cached = _iso_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{micros // 1000:03d}Z"
+    text = _iso_seconds.get(second)
+    if text is None:
+        if len(_iso_seconds) >= 64:
+            _iso_seconds.clear()
+        text = _iso_seconds[second] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{text}.{micros // 1000:03d}Z"
 
 
 _LAST_ISO_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
-_iso_second: tuple[int, str] = (-1, "")  # one (second, its text); replaced whole, so threads may share it
+# Recently formatted seconds (a job's times are now and its deadline); dict operations are atomic, so the
+# threads may share it.
+_iso_seconds: dict[int, str] = {}
 
 
 # --- subscriptions and deliveries ------------------------------------------------------------------------

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from relay.errors import BadRequest, Forbidden, PayloadTooLarge, RelayError, Unauthorized
 
@@ -20,10 +20,12 @@ __all__ = [
     "MAX_LIST_LIMIT",
     "authorize",
     "error_response",
+    "headers_of",
     "json_response",
     "page",
-    "plain_headers",
     "read_body",
+    "receive_body",
+    "send_json",
     "services",
 ]
 
@@ -32,6 +34,19 @@ MAX_LIST_LIMIT = 500
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status_code, headers, media_type="application/json")
+
+
+async def send_json(send: Send, content: Any) -> None:
+    """A 200 JSON answer sent as ASGI messages, for a handler that is a plain ASGI app."""
+    body = orjson.dumps(content)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(exc: RelayError) -> Response:
@@ -70,24 +85,25 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def plain_headers(request: Request) -> dict[str, str]:
-    """The request's headers as a dict of lower-case names (the first of a repeated one wins, as in
+def headers_of(scope: Scope) -> dict[str, str]:
+    """A request's headers as a dict of lower-case names (the first of a repeated one wins, as in
     Starlette), built once for a handler that reads many: `Headers` scans its list on every lookup."""
-    return {
-        name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(request.scope["headers"])
-    }
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
 
 
-async def read_body(request: Request, limit: int, headers: Mapping[str, str] | None = None) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes `limit` bytes (before it is all read)."""
-    declared = (request.headers if headers is None else headers).get("content-length")
+    return await receive_body(request.receive, limit, request.headers.get("content-length"))
+
+
+async def receive_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """`read_body` on the ASGI messages themselves; `declared` is the Content-Length header."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    # The ASGI messages themselves rather than `request.stream()`: no async generator per request.
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
@@ -96,8 +112,7 @@ async def read_body(request: Request, limit: int, headers: Mapping[str, str] | N
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 def _api_key_ok(request: Request, api_keys: tuple[str, ...]) -> bool | None:

@@ -16,6 +16,7 @@ from tests.conftest import (
     make_settings,
     signed_headers,
     start_relay,
+    wait_for,
 )
 
 
@@ -159,6 +160,35 @@ async def test_oversized_chunked_body_is_refused_while_streaming(tmp_path: Path)
         writer.close()
         assert status_line.startswith(b"HTTP/1.1 413")
         assert await relay.services.store.count_jobs_by_status() == {}
+
+
+async def test_sender_hanging_up_mid_body_stores_nothing(relay: LiveRelay) -> None:
+    """A sender that closes its connection before the declared body is complete is counted, not stored."""
+    port = int(relay.base_url.rsplit(":", 1)[1])
+    payload = body()
+    head = signed_headers(DEMO_SECRET, payload)
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /hooks/demo HTTP/1.1\r\nhost: x\r\ncontent-length: {len(payload)}\r\n{lines}\r\n".encode()
+    )
+    writer.write(payload[:10])
+    await writer.drain()
+    writer.close()
+    line = 'relay_callbacks_total{outcome="rejected",reason="client_disconnect",source="demo"} 1.0'
+
+    async def counted() -> bool:
+        return line in (await relay.client.get("/metrics")).text
+
+    await wait_for(counted)
+    assert await relay.services.store.count_jobs_by_status() == {}
+    assert (await relay.post_callback("demo", payload)).status_code == 200  # and the relay goes on
+
+
+async def test_only_post_reaches_the_hook(relay: LiveRelay) -> None:
+    """Another method on a hook URL is 405 and stores nothing."""
+    assert (await relay.client.get("/hooks/demo")).status_code == 405
+    assert await relay.services.store.count_jobs_by_status() == {}
 
 
 async def test_replicate_statuses_map_to_relay_statuses(relay: LiveRelay) -> None:
