@@ -6,6 +6,7 @@ import asyncio
 import re
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -65,7 +66,22 @@ async def get_job(request: Request) -> Response:
     headers = (
         {"Preference-Applied": f"wait={wait:g}"} if wait is not None and "prefer" in request.headers else None
     )
-    return json_response(job.to_public(), headers=headers)
+    return Response(_job_body(job), headers=headers, media_type="application/json")
+
+
+_last_encoded: tuple[Job, bytes] | None = None
+
+
+def _job_body(job: Job) -> bytes:
+    """The job's JSON. Waiters woken by one commit answer with the same (immutable) Job, one after another,
+    so remembering the last one encodes it once for all of them."""
+    global _last_encoded
+    last = _last_encoded
+    if last is not None and last[0] is job:
+        return last[1]
+    body = orjson.dumps(job.to_public())
+    _last_encoded = (job, body)
+    return body
 
 
 async def _long_poll(request: Request, key: tuple[str, str], wait: float) -> tuple[Job | None, bool]:
