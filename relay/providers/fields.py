@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from jsonpointer import JsonPointer, JsonPointerException
@@ -20,7 +19,7 @@ from relay.providers.base import (
     status_of,
 )
 
-__all__ = ["POINTER_OPTIONS", "BodyFields", "Fields", "Pointer"]
+__all__ = ["POINTER_OPTIONS", "BodyFields", "Pointer"]
 
 # The config keys of every kind that reads its fields by pointer, with their defaults.
 POINTER_OPTIONS: Mapping[str, Any] = {
@@ -30,17 +29,6 @@ POINTER_OPTIONS: Mapping[str, Any] = {
     "error_pointer": "/error",
     "status_map": {},
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Fields:
-    """What a body says: the job, its status (and the word the provider used), result and error."""
-
-    job_id: str
-    status: Status
-    word: str
-    result: Any
-    error: str | None
 
 
 _MISSING: Any = None  # what a pointer to nothing resolves to, as `JsonPointer.resolve(doc, None)` does
@@ -106,26 +94,20 @@ class BodyFields:
         self._error = _pointer(source, "error_pointer")
         self._words = _status_words(source)
 
-    def read(self, body: bytes) -> Fields:
-        """The fields of a body; a `BadRequest` naming the pointer when one is missing or unknown."""
+    def callback(self, body: bytes, delivery_id: str | None = None) -> Callback:
+        """The body as a Callback; a `BadRequest` naming the pointer when a field is missing or unknown.
+
+        Without a delivery ID from the sender, one is derived from the job and the provider's status word.
+        """
         doc = load_object(body)
+        job_id = job_id_of(self._job_id.resolve(doc), self._job_id.path)
         word = self._status.resolve(doc)
-        return Fields(
-            job_id=job_id_of(self._job_id.resolve(doc), self._job_id.path),
-            status=status_of(word, self._words, self._status.path),
-            word=str(word).lower(),
+        status = status_of(word, self._words, self._status.path)
+        return Callback(
+            job_id=job_id,
+            status=status,
+            delivery_id=delivery_id or derived_delivery_id(job_id, str(word).lower()),
+            body=body,
             result=self._result.resolve(doc),
             error=error_text(self._error.resolve(doc)),
-        )
-
-    def callback(self, body: bytes, delivery_id: str | None = None) -> Callback:
-        """The body as a Callback; without a delivery ID from the sender, one derived from job and status."""
-        fields = self.read(body)
-        return Callback(
-            job_id=fields.job_id,
-            status=fields.status,
-            delivery_id=delivery_id or derived_delivery_id(fields.job_id, fields.word),
-            body=body,
-            result=fields.result,
-            error=fields.error,
         )

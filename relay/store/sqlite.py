@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -71,7 +71,8 @@ _OF_JOB = "job_row = (SELECT id FROM jobs WHERE source = ? AND job_id = ?)"
 def new_event_id(now: float) -> str:
     """`evt_` + 48 bits of milliseconds + 80 random bits (32 hex digits, as a uuid's): unique, and in time
     order, so that new ids land at the end of whatever orders by them."""
-    return f"evt_{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
+    # Uniqueness is all an event id needs (it is no secret), so no system call for the random part.
+    return f"evt_{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{random.getrandbits(80):020x}"
 
 
 def emit_event(conn: sqlite3.Connection, job: Job, now: float) -> int:
@@ -364,11 +365,12 @@ def _ingest(
     timeout_s: float,
     reconcile_after_s: float | None,
 ) -> IngestOutcome:
+    # Most callbacks are a job's first (many providers call back once, when it is done): try the insert first.
+    created = _create_job(conn, source, cb, now, timeout_s, reconcile_after_s)
+    if created is not None:
+        record_callback(conn, created.row_id, cb, now)  # a new job's first: no redelivery to refuse
+        return IngestOutcome(created, duplicate=False, changed=True, queued=emit_event(conn, created, now))
     row = conn.execute(_SELECT_JOB, (source, cb.job_id)).fetchone()
-    if row is None:
-        job = _create_job(conn, source, cb, now, timeout_s, reconcile_after_s)
-        record_callback(conn, job.row_id, cb, now)  # a new job's first: no redelivery to refuse
-        return IngestOutcome(job, duplicate=False, changed=True, queued=emit_event(conn, job, now))
     before = _job(row)
     if not record_callback(conn, before.row_id, cb, now):  # a redelivery: already kept, changes nothing
         return IngestOutcome(before, duplicate=True, changed=False)
@@ -421,14 +423,15 @@ def _create_job(
     now: float,
     timeout_s: float,
     reconcile_after_s: float | None,
-) -> Job:
-    """A job first heard of through a callback: final at once, or running."""
+) -> Job | None:
+    """A job first heard of through a callback, final at once or running; None when it is already known."""
     status = transition(None, cb.status).status
     assert status is not None  # a job's first callback always changes it
     final = status.final
-    row_id = conn.execute(
+    inserted = conn.execute(
         "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at,"
-        " finished_at, deadline, reconcile_at, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+        " finished_at, deadline, reconcile_at, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
+        " ON CONFLICT (source, job_id) DO NOTHING RETURNING id",
         (
             source,
             cb.job_id,
@@ -441,8 +444,9 @@ def _create_job(
             now + timeout_s,
             _reconcile_at(now, reconcile_after_s, final),
         ),
-    ).lastrowid
-    assert row_id is not None
+    ).fetchall()
+    if not inserted:
+        return None
     return Job(
         source=source,
         job_id=cb.job_id,
@@ -456,7 +460,7 @@ def _create_job(
         finished_at=now if final else None,
         deadline=now + timeout_s,
         callbacks=1,
-        row_id=row_id,
+        row_id=inserted[0][0],
     )
 
 
