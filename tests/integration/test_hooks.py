@@ -98,7 +98,7 @@ async def test_signature_from_another_secret_is_refused(relay: LiveRelay) -> Non
 
 
 # Beyond 300 s by a margin: the header holds whole seconds (truncated) and the relay reads its clock a little
-# later than the test did, so +301 could land at 300.4 s. The exact edge is tested in tests/unit/test_signing.py.
+# later than the test did, so +301 could land at 300.4 s. tests/unit/test_signing.py tests the exact edge.
 @pytest.mark.parametrize("skew", [-305, 305])
 async def test_timestamp_outside_tolerance_is_refused(relay: LiveRelay, skew: int) -> None:
     """Signed too long ago or too far ahead: 401 stale_timestamp, nothing stored."""
