@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from types import FrameType
 from typing import Any
@@ -15,6 +16,8 @@ from relay.settings import Settings
 
 __all__ = ["RelayServer", "serve"]
 
+_YOUNG_GENERATION_THRESHOLD = 10_000  # CPython's default is 700 allocations
+
 
 class RelayServer(uvicorn.Server):
     """uvicorn's server that tells the hub when shutdown starts.
@@ -23,14 +26,17 @@ class RelayServer(uvicorn.Server):
     the shutdown for the whole grace period and then be cancelled; closing the hub answers them at once.
     """
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, config: uvicorn.Config, app: Starlette, *, tune_gc: bool = False) -> None:
         super().__init__(config)
         self._app = app
+        self._tune_gc = tune_gc  # only where the server owns the process (not in tests that embed it)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self._tune_gc:
+            _tune_gc()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -44,6 +50,15 @@ class RelayServer(uvicorn.Server):
             self._loop.call_soon_threadsafe(services.hub.close)
 
 
+def _tune_gc() -> None:
+    """Everything allocated by startup (modules, app, store, providers) lives as long as the process: keep it
+    out of the collector's full passes, and collect the young generation less often, since a request's
+    objects are nearly all freed by reference counting before a collection would find them (about 3 % more
+    callbacks per second, docs/benchmarks.md)."""
+    gc.freeze()
+    gc.set_threshold(_YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def serve(settings: Settings, **uvicorn_options: Any) -> None:
     """Serve the relay until a signal stops it."""
     app = create_app(settings)
@@ -54,4 +69,5 @@ def serve(settings: Settings, **uvicorn_options: Any) -> None:
         "log_level": "info",
         **uvicorn_options,
     }
-    RelayServer(uvicorn.Config(app, host=settings.host, port=settings.port, **options), app).run()
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, **options)
+    RelayServer(config, app, tune_gc=True).run()
