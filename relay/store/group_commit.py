@@ -30,7 +30,7 @@ class GroupCommitWriter:
 
     A batch's statements run on the event loop, where their callers are: they are short (index lookups and
     appends in the page cache), and on a thread of their own they cost more in GIL hand-offs between the two
-    threads than they take themselves (about a fifth more CPU per callback, measured). The COMMIT, which
+    threads than they take themselves (a quarter more CPU per callback, measured). The COMMIT, which
     writes the WAL and waits for fsync with the GIL released, runs on the writer thread, so the loop serves
     requests meanwhile and the next batch gathers. Bulk operations (`run_bulk`: retention's deletes and
     other scans of many rows) take their whole batch to the thread, so they never stall the loop.
