@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["GroupCommitWriter"]
+__all__ = ["GroupCommitWriter", "WriterConnection", "memo_of"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -19,6 +19,22 @@ _Queued = tuple[Operation, tuple[Any, ...], "asyncio.Future[Any]", bool]  # ...,
 
 def _CLOSE(conn: sqlite3.Connection) -> None:
     """Marker operation: the writer stops after the batch that holds it."""
+
+
+class WriterConnection(sqlite3.Connection):
+    """The writer's connection, with a memo that lasts one transaction: the operations of a batch share reads
+    of what rarely changes (the subscriptions, read for every event), and the writer empties it whenever a
+    transaction begins or an operation's work is rolled back. An operation that changes what it holds
+    drops that entry itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.memo: dict[str, Any] = {}
+
+
+def memo_of(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The transaction's memo; an empty one that keeps nothing for any other connection."""
+    return conn.memo if isinstance(conn, WriterConnection) else {}
 
 
 # Bounds one transaction, so a burst cannot hold a request's answer behind thousands of others.
@@ -37,10 +53,10 @@ class GroupCommitWriter:
     A failing operation fails only its caller; a failed commit fails the whole batch, storing nothing.
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], WriterConnection]) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-writer")
         self._connect = connect
-        self._conn: sqlite3.Connection | None = None
+        self._conn: WriterConnection | None = None
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # read by tests and benchmarks to see that commits are shared
@@ -111,6 +127,7 @@ class GroupCommitWriter:
         assert conn is not None
         outcomes: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
+        conn.memo.clear()
         try:
             for operation, args, _, _ in batch:
                 if isolated:
@@ -122,6 +139,7 @@ class GroupCommitWriter:
                         conn.execute("ROLLBACK")
                         return [(False, exc)] if len(batch) == 1 else None  # alone, it already failed alone
                     conn.execute("ROLLBACK TO op")
+                    conn.memo.clear()
                     outcomes.append((False, exc))
                 if isolated:
                     conn.execute("RELEASE op")

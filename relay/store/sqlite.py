@@ -30,7 +30,7 @@ from relay.models import (
     transition,
 )
 from relay.store import sqlite_deliveries
-from relay.store.group_commit import GroupCommitWriter
+from relay.store.group_commit import GroupCommitWriter, WriterConnection
 from relay.store.sqlite_deliveries import backfill, fan_out
 
 __all__ = ["SQLiteStore"]
@@ -120,8 +120,10 @@ class SQLiteStore:
         await store._reader.execute("PRAGMA busy_timeout = 5000")
         return store
 
-    def _connect_writer(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+    def _connect_writer(self) -> WriterConnection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, factory=WriterConnection
+        )
         _configure(conn, self._synchronous)
         _migrate(conn)
         return conn
@@ -428,10 +430,12 @@ def _create_job(
     status = transition(None, cb.status).status
     assert status is not None  # a job's first callback always changes it
     final = status.final
+    # Not `RETURNING id`: a statement with RETURNING costs a third more than one read by `rowcount` and
+    # `lastrowid` (measured), and this is the biggest statement of the hottest path.
     inserted = conn.execute(
         "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at,"
         " finished_at, deadline, reconcile_at, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-        " ON CONFLICT (source, job_id) DO NOTHING RETURNING id",
+        " ON CONFLICT (source, job_id) DO NOTHING",
         (
             source,
             cb.job_id,
@@ -444,9 +448,11 @@ def _create_job(
             now + timeout_s,
             _reconcile_at(now, reconcile_after_s, final),
         ),
-    ).fetchall()
-    if not inserted:
+    )
+    if not inserted.rowcount:
         return None
+    row_id = inserted.lastrowid
+    assert row_id is not None
     return Job(
         source=source,
         job_id=cb.job_id,
@@ -460,7 +466,7 @@ def _create_job(
         finished_at=now if final else None,
         deadline=now + timeout_s,
         callbacks=1,
-        row_id=inserted[0][0],
+        row_id=row_id,
     )
 
 

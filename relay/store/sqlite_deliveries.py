@@ -26,6 +26,7 @@ from relay.models import (
     Subscription,
     endpoint_of,
 )
+from relay.store.group_commit import memo_of
 
 __all__ = [
     "backfill",
@@ -173,6 +174,7 @@ def create_subscription(
         "INSERT INTO subscriptions (id, url, source, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (sub_id, url, source, None if events is None else orjson.dumps(list(events)), secret, now),
     )
+    memo_of(conn).pop(_SUBSCRIPTIONS, None)
     return subscription_from_row(conn.execute(GET_SUBSCRIPTION_SQL, (sub_id,)).fetchone())
 
 
@@ -180,6 +182,7 @@ def delete_subscription(conn: sqlite3.Connection, sub_id: str, now: float) -> bo
     """Remove a subscription; its deliveries not yet sent are given up (they stay listed, as dead)."""
     if not conn.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount:
         return False
+    memo_of(conn).pop(_SUBSCRIPTIONS, None)
     _give_up(conn, sub_id, "subscription deleted", now)
     return True
 
@@ -203,6 +206,7 @@ def _disable(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> 
         "UPDATE subscriptions SET disabled_at = ?, disabled_reason = ? WHERE id = ? AND disabled_at IS NULL",
         (now, reason, sub_id),
     )
+    memo_of(conn).pop(_SUBSCRIPTIONS, None)
     _give_up(conn, sub_id, f"subscription disabled: {reason}", now)
 
 
@@ -220,17 +224,31 @@ def _give_up(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> 
 
 def fan_out(conn: sqlite3.Connection, event: Event, job: Job, now: float) -> int:
     """Queue `event` for every subscriber that wants it, due now; answer how many deliveries were made."""
-    rows: list[tuple[str | None, str, str]] = []  # (subscription id, url, target)
-    for sub_id, url, events in conn.execute(
-        "SELECT id, url, events FROM subscriptions"
-        " WHERE disabled_at IS NULL AND (source IS NULL OR source = ?)",
-        (job.source,),
-    ):
-        if event.type in (FINAL_EVENT_TYPES if events is None else orjson.loads(events)):
-            rows.append((sub_id, url, sub_id))
+    rows: list[tuple[str | None, str, str]] = [  # (subscription id, url, target)
+        (sub_id, url, sub_id)
+        for sub_id, url, source, events in _enabled_subscriptions(conn)
+        if (source is None or source == job.source) and event.type in events
+    ]
     if event.type in FINAL_EVENT_TYPES:
         rows.extend((None, url, url) for url in job.subscribers)
     return _insert(conn, [event], rows, now)
+
+
+_SUBSCRIPTIONS = "subscriptions"  # the memo's entry: [(id, url, source or None, event types)]
+
+
+def _enabled_subscriptions(conn: sqlite3.Connection) -> list[tuple[str, str, str | None, frozenset[str]]]:
+    """Every enabled subscription, read once per transaction (the writer's memo)."""
+    memo = memo_of(conn)
+    held: list[tuple[str, str, str | None, frozenset[str]]] | None = memo.get(_SUBSCRIPTIONS)
+    if held is None:
+        held = memo[_SUBSCRIPTIONS] = [
+            (sub_id, url, source, FINAL_EVENT_TYPES if events is None else frozenset(orjson.loads(events)))
+            for sub_id, url, source, events in conn.execute(
+                "SELECT id, url, source, events FROM subscriptions WHERE disabled_at IS NULL"
+            )
+        ]
+    return held
 
 
 def backfill(conn: sqlite3.Connection, job: Job, urls: Iterable[str], now: float) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -17,6 +19,7 @@ from relay.models import (
     endpoint_of,
 )
 from relay.store import Store
+from relay.store.sqlite import SQLiteStore
 
 T0 = 1_800_000_000.0
 TIMEOUT = 900.0
@@ -201,6 +204,37 @@ async def test_410_disables_the_subscription_and_gives_up_its_queue(store: Store
     assert {d.status for d in await store.list_deliveries()} == {DeliveryStatus.DEAD}
     await store.ingest("demo", callback("j3", Status.SUCCEEDED), T0, TIMEOUT)
     assert len(await store.list_deliveries()) == 2
+
+
+async def test_events_see_subscription_changes_made_earlier_in_their_transaction(store: Store) -> None:
+    """Subscriptions are read once per transaction, yet a creation, a disabling or a deletion earlier in
+    the same shared transaction applies to the events after it."""
+    assert isinstance(store, SQLiteStore)
+
+    async def together(*steps: Awaitable[Any]) -> list[Any]:
+        before = store.writer.batches
+        results = await asyncio.gather(*steps)
+        assert store.writer.batches - before == 1  # one transaction
+        return results
+
+    _, sub, _ = await together(
+        store.ingest("demo", callback("j1", Status.SUCCEEDED), T0, TIMEOUT),
+        store.create_subscription(URL_A, None, None, SECRET, T0),
+        store.ingest("demo", callback("j2", Status.SUCCEEDED), T0, TIMEOUT),
+    )
+    assert [d.job_id for d in await store.list_deliveries()] == ["j2"]
+    (taken,) = await claim(store)
+    await together(
+        finish(store, taken, DeliveryStatus.DEAD, disable_subscription="410 Gone"),
+        store.ingest("demo", callback("j3", Status.SUCCEEDED), T0, TIMEOUT),
+    )
+    other = await store.create_subscription(URL_B, None, None, SECRET, T0)
+    await together(
+        store.delete_subscription(other.id, T0),
+        store.ingest("demo", callback("j4", Status.SUCCEEDED), T0, TIMEOUT),
+    )
+    assert [d.job_id for d in await store.list_deliveries()] == ["j2"]
+    assert sub.id != other.id
 
 
 async def test_deleting_a_subscription_gives_up_what_it_had_queued(store: Store) -> None:

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from relay.store.group_commit import GroupCommitWriter
+from relay.store.group_commit import GroupCommitWriter, WriterConnection, memo_of
 
 
 @pytest.fixture
 async def writer(tmp_path: Path) -> AsyncIterator[GroupCommitWriter]:
     path = tmp_path / "w.db"
 
-    def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    def connect() -> WriterConnection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=WriterConnection)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("CREATE TABLE IF NOT EXISTS items (name TEXT PRIMARY KEY)")
@@ -114,3 +114,41 @@ async def test_a_failed_bulk_commit_stores_nothing(writer: GroupCommitWriter) ->
     assert all(isinstance(r, sqlite3.IntegrityError) for r in results)
     assert await writer.run(count) == 0
     assert await writer.run_bulk(insert, "after") == "after"
+
+
+def remember(conn: sqlite3.Connection, key: str) -> int:
+    """Count, in the memo, the operations of this transaction that asked for `key`."""
+    memo = memo_of(conn)
+    memo[key] = memo.get(key, 0) + 1
+    return int(memo[key])
+
+
+async def test_the_memo_lasts_one_transaction(writer: GroupCommitWriter) -> None:
+    """Operations of one batch share the memo; the next transaction starts with it empty."""
+    assert await asyncio.gather(*(writer.run(remember, "k") for _ in range(3))) == [1, 2, 3]
+    assert await writer.run(remember, "k") == 1
+
+
+async def test_a_rolled_back_operation_empties_the_memo(writer: GroupCommitWriter) -> None:
+    """What a failed operation may have left in the memo is not seen by the rest of its batch."""
+    await writer.run(insert, "taken")
+
+    def remember_then_fail(conn: sqlite3.Connection) -> None:
+        remember(conn, "k")
+        insert(conn, "taken")
+
+    results = await asyncio.gather(
+        writer.run(remember, "k"),
+        writer.run(remember_then_fail),
+        writer.run(remember, "k"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert results[2] == 1  # the batch reran with savepoints, and the failure emptied the memo
+
+
+def test_other_connections_keep_nothing() -> None:
+    """A plain connection gets a fresh memo each time, so nothing is shared by mistake."""
+    conn = sqlite3.connect(":memory:")
+    memo_of(conn)["k"] = 1
+    assert memo_of(conn) == {}
