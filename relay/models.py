@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Transition",
     "endpoint_of",
     "iso",
+    "record",
     "transition",
 ]
 
@@ -49,8 +50,21 @@ class Status(enum.StrEnum):
 
 FINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.TIMED_OUT})
 
+R = TypeVar("R")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def record(cls: type[R]) -> type[R]:
+    """A value type: a slotted dataclass, immutable as far as the type checker goes.
+
+    Not frozen at run time: a frozen dataclass sets each field through `object.__setattr__`, which makes
+    building one several times slower (2.0 against 0.2 µs for a Job), and a callback builds several. mypy
+    (strict, in CI) refuses any assignment to a field, as it would for `frozen=True`.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@record
 class Callback:
     """One verified, normalised callback from a provider."""
 
@@ -63,7 +77,7 @@ class Callback:
     via: str = "webhook"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CallbackRecord:
     """One entry of a job's history: a callback, a reconcile answer or a sweep."""
 
@@ -81,7 +95,7 @@ class CallbackRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Registration:
     """A client's `POST /v1/jobs`."""
 
@@ -92,7 +106,7 @@ class Registration:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Job:
     """A job as stored; times are unix seconds."""
 
@@ -133,7 +147,7 @@ class Job:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Event:
     """One status change of a job; `id` orders a job's events, `event_id` is its webhook-id."""
 
@@ -154,7 +168,7 @@ class Event:
         return {"id": self.event_id, "type": self.type, "timestamp": iso(self.created_at), "data": self.data}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IngestOutcome:
     job: Job
     duplicate: bool
@@ -162,7 +176,7 @@ class IngestOutcome:
     queued: int = 0  # deliveries the change queued for subscribers
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Transition:
     """What a callback does to a job: the new status (None: unchanged) and whether it arrived late."""
 
@@ -191,8 +205,12 @@ def transition(current: Status | None, incoming: Status) -> Transition:
 
 def iso(ts: float | None) -> str | None:
     """Unix seconds as RFC 3339 UTC with millisecond precision (the milliseconds of `datetime`, truncated)."""
+    global _last_iso
     if ts is None:
         return None
+    last = _last_iso  # read once: another thread may replace it
+    if ts == last[0]:  # a new job's created, updated and finished times are one instant
+        return last[1]
     # What `datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")` gives, without building a
     # datetime: every event formats four times, and most fall in a second formatted just before.
     fraction, whole = math.modf(ts)
@@ -206,13 +224,16 @@ def iso(ts: float | None) -> str | None:
         if len(_iso_seconds) >= 64:
             _iso_seconds.clear()
         text = _iso_seconds[second] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{text}.{micros // 1000:03d}Z"
+    formatted = f"{text}.{micros // 1000:03d}Z"
+    _last_iso = (ts, formatted)  # one tuple, replaced whole: safe to share with the threads too
+    return formatted
 
 
 _LAST_ISO_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 # Recently formatted seconds (a job's times are now and its deadline); dict operations are atomic, so the
 # threads may share it.
 _iso_seconds: dict[int, str] = {}
+_last_iso: tuple[float, str] = (math.nan, "")  # nan equals nothing
 
 
 # --- subscriptions and deliveries ------------------------------------------------------------------------
@@ -229,7 +250,7 @@ def endpoint_of(url: str) -> str:
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Subscription:
     """A subscriber of every job of one source (or of all); `events` None means every final event."""
 
@@ -276,7 +297,7 @@ class DeliveryStatus(enum.StrEnum):
     DEAD = "dead"  # given up: schedule spent, 410 Gone, or its subscription was deleted
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeliveryAttempt:
     """One POST to a subscriber and what came back."""
 
@@ -296,7 +317,7 @@ class DeliveryAttempt:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Delivery:
     """One event on its way to one subscriber (a subscription, or a job's own subscriber URL)."""
 
@@ -347,7 +368,7 @@ class Delivery:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AttemptResult:
     """An attempt to record and the state it leaves its delivery in."""
 
@@ -360,7 +381,7 @@ class AttemptResult:
     disable_subscription: str | None = None  # the reason, when the answer disables the subscription
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Claim:
     """A delivery taken for one attempt: what to send, and the secrets signing it (none: `signing_secret`)."""
 
