@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -57,7 +58,10 @@ class GroupCommitWriter:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-writer")
         self._connect = connect
         self._conn: WriterConnection | None = None
-        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        # A plain deque and one wake-up future rather than asyncio.Queue: a callback costs a put and a get,
+        # and the Queue's bookkeeping for many getters and a size bound is wasted on one consumer.
+        self._queue: deque[_Queued] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # read by tests and benchmarks to see that commits are shared
 
@@ -78,16 +82,23 @@ class GroupCommitWriter:
         if self._task is None or self._task.done():
             raise RuntimeError("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((operation, args, future, bulk))
+        self._push((operation, args, future, bulk))
         return await future
+
+    def _push(self, queued: _Queued) -> None:
+        self._queue.append(queued)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         closing = False
+        queue = self._queue
         while not closing:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            while not queue:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+            batch = [queue.popleft() for _ in range(min(len(queue), MAX_BATCH))]
             if batch[-1][0] is _CLOSE:  # close() queues this last, after every caller's operation
                 batch.pop()
                 closing = True
@@ -165,7 +176,7 @@ class GroupCommitWriter:
     async def close(self) -> None:
         """Let queued operations commit, then close the connection and the thread."""
         if self._task is not None and not self._task.done():
-            self._queue.put_nowait((_CLOSE, (), asyncio.get_running_loop().create_future(), False))
+            self._push((_CLOSE, (), asyncio.get_running_loop().create_future(), False))
             await self._task
         loop = asyncio.get_running_loop()
         if self._conn is not None:
