@@ -62,11 +62,12 @@ class GroupCommitWriter:
         # and the Queue's bookkeeping for many getters and a size bound is wasted on one consumer.
         self._queue: deque[_Queued] = deque()
         self._wakeup: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # read by tests and benchmarks to see that commits are shared
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._conn = await loop.run_in_executor(self._executor, self._connect)
         self._task = asyncio.create_task(self._run(), name="relay-sqlite-writer")
 
@@ -79,9 +80,12 @@ class GroupCommitWriter:
         return await self._enqueue(operation, args, bulk=True)
 
     async def _enqueue(self, operation: Callable[..., T], args: tuple[Any, ...], bulk: bool) -> T:
-        if self._task is None or self._task.done():
+        # The loop from start(), not asyncio.get_running_loop(): on Python 3.11 that makes a getpid() system
+        # call each time, and this runs for every callback.
+        loop = self._loop
+        if self._task is None or loop is None or self._task.done():
             raise RuntimeError("the store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = loop.create_future()
         self._push((operation, args, future, bulk))
         return await future
 
