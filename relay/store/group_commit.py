@@ -71,15 +71,19 @@ class GroupCommitWriter:
         self._conn = await loop.run_in_executor(self._executor, self._connect)
         self._task = asyncio.create_task(self._run(), name="relay-sqlite-writer")
 
-    async def run(self, operation: Callable[..., T], *args: Any) -> T:
-        """Run `operation(conn, *args)` in the next transaction; return once that transaction committed."""
-        return await self._enqueue(operation, args, bulk=False)
+    # `run` and `run_bulk` hand back the future itself rather than being coroutines awaiting it: every
+    # callback awaits one, and each coroutine layer is paid again when the commit resumes the caller.
 
-    async def run_bulk(self, operation: Callable[..., T], *args: Any) -> T:
+    def run(self, operation: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run `operation(conn, *args)` in the next transaction; the future is done once that transaction
+        committed (raises RuntimeError at once when the writer is closed)."""
+        return self._enqueue(operation, args, bulk=False)
+
+    def run_bulk(self, operation: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """As `run`, for an operation that may touch many rows: its batch runs on the writer thread."""
-        return await self._enqueue(operation, args, bulk=True)
+        return self._enqueue(operation, args, bulk=True)
 
-    async def _enqueue(self, operation: Callable[..., T], args: tuple[Any, ...], bulk: bool) -> T:
+    def _enqueue(self, operation: Callable[..., T], args: tuple[Any, ...], bulk: bool) -> asyncio.Future[T]:
         # The loop from start(), not asyncio.get_running_loop(): on Python 3.11 that makes a getpid() system
         # call each time, and this runs for every callback.
         loop = self._loop
@@ -87,7 +91,7 @@ class GroupCommitWriter:
             raise RuntimeError("the store is closed")
         future: asyncio.Future[T] = loop.create_future()
         self._push((operation, args, future, bulk))
-        return await future
+        return future
 
     def _push(self, queued: _Queued) -> None:
         self._queue.append(queued)
