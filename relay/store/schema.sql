@@ -30,6 +30,9 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at
 
 -- A job's history, keyed by its row: a new job's rows and index entries are appended, not spread over
 -- the file as keys of random job IDs would be. A redelivery (same job, same delivery ID) is refused here.
+-- An entry that changed the job's status is also that change's event (`event_id`, `type`, `data`: the job
+-- as it then stood): the SSE stream's ids are the entries' ids, and subscriber deliveries are made from it.
+-- `event_id` (the deliveries' webhook-id) starts with the time, so event ids sort by creation.
 CREATE TABLE IF NOT EXISTS callbacks (
     id            INTEGER PRIMARY KEY,
     job_row       INTEGER NOT NULL,
@@ -38,20 +41,11 @@ CREATE TABLE IF NOT EXISTS callbacks (
     status        TEXT NOT NULL,
     via           TEXT NOT NULL,
     body          BLOB NOT NULL,
+    event_id      TEXT,
+    type          TEXT,
+    data          BLOB,
     UNIQUE (job_row, delivery_id)
 );
-
--- Every status change of a job, in order: the SSE stream's ids and the source of subscriber deliveries.
--- `event_id` (the deliveries' webhook-id) starts with the time, so ids sort by creation.
-CREATE TABLE IF NOT EXISTS events (
-    id            INTEGER PRIMARY KEY,
-    event_id      TEXT NOT NULL,
-    job_row       INTEGER NOT NULL,
-    type          TEXT NOT NULL,
-    created_at    REAL NOT NULL,
-    data          BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_job ON events (job_row, id);
 
 -- Per-source subscribers, each with its own secret; after a rotation the previous one signs too, for a day.
 CREATE TABLE IF NOT EXISTS subscriptions (

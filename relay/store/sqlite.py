@@ -36,7 +36,8 @@ from relay.store.sqlite_deliveries import backfill, fan_out
 __all__ = ["SQLiteStore"]
 
 # 2: subscriptions, deliveries, delivery_attempts. 3: callbacks and events keyed by the job's row.
-SCHEMA_VERSION = 3
+# 4: an event is the history entry that made it (no events table).
+SCHEMA_VERSION = 4
 _JOB_COLUMNS = (
     "id, source, job_id, status, result, error, late, metadata, created_at, updated_at, "
     "finished_at, deadline, callbacks, subscribers, timeout_s"
@@ -73,21 +74,6 @@ def new_event_id(now: float) -> str:
     order, so that new ids land at the end of whatever orders by them."""
     # Uniqueness is all an event id needs (it is no secret), so no system call for the random part.
     return f"evt_{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{random.getrandbits(80):020x}"
-
-
-def emit_event(conn: sqlite3.Connection, job: Job, now: float) -> int:
-    """Record the job's new status as an event, in the transaction that changed it (the outbox); answer
-    how many deliveries it queued."""
-    event_id = new_event_id(now)
-    kind = Event.type_for(job.status)
-    data = job.to_public()
-    row_id = conn.execute(
-        "INSERT INTO events (event_id, job_row, type, created_at, data) VALUES (?, ?, ?, ?, ?)",
-        (event_id, job.row_id, kind, now, orjson.dumps(data)),
-    ).lastrowid
-    assert row_id is not None
-    event = Event(row_id, event_id, job.source, job.job_id, kind, now, data)
-    return fan_out(conn, event, job, now)  # its deliveries, in the same transaction
 
 
 def _dump(value: Any) -> bytes | None:
@@ -180,7 +166,8 @@ class SQLiteStore:
 
     async def list_events(self, source: str, job_id: str, after: int = 0) -> list[Event]:
         rows = await self._db.execute_fetchall(
-            f"SELECT id, event_id, type, created_at, data FROM events WHERE {_OF_JOB} AND id > ? ORDER BY id",
+            f"SELECT id, event_id, type, received_at, data FROM callbacks"
+            f" WHERE {_OF_JOB} AND id > ? AND event_id IS NOT NULL ORDER BY id",
             (source, job_id, after),
         )
         return [Event(row[0], row[1], source, job_id, row[2], row[3], orjson.loads(row[4])) for row in rows]
@@ -323,14 +310,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise RuntimeError(f"the database is at schema {version}, newer than this relay ({SCHEMA_VERSION})")
     if version == SCHEMA_VERSION:
         return
-    # schema.sql creates what is missing (IF NOT EXISTS); before it, a database from before version 3 moves
-    # its callbacks and events aside, and after it their rows come back keyed by their job's row.
+    # schema.sql creates what is missing (IF NOT EXISTS). Around it, an earlier database moves its tables
+    # aside and brings their rows back: before 3, callbacks and events were keyed by (source, job_id); before
+    # 4, events had a table of their own.
     schema = resources.files("relay.store").joinpath("schema.sql").read_text()
-    keyed_by_row = 0 < version < 3
-    conn.executescript(
-        f"BEGIN; {_BEFORE_V3 if keyed_by_row else ''} {schema}; {_AFTER_V3 if keyed_by_row else ''}"
-        f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-    )
+    before, after = "", ""
+    if 0 < version < 3:
+        before, after = _BEFORE_V3, _AFTER_V3 + _AFTER_V4
+    elif version == 3:
+        before, after = _BEFORE_V4, _AFTER_V4
+    conn.executescript(f"BEGIN; {before} {schema}; {after} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
 
 _BEFORE_V3 = """
@@ -341,22 +330,73 @@ _AFTER_V3 = """
 INSERT INTO callbacks (id, job_row, delivery_id, received_at, status, via, body)
     SELECT c.id, j.id, c.delivery_id, c.received_at, c.status, c.via, c.body
     FROM callbacks_v2 c JOIN jobs j ON j.source = c.source AND j.job_id = c.job_id ORDER BY c.id;
-INSERT INTO events (id, event_id, job_row, type, created_at, data)
-    SELECT e.id, e.event_id, j.id, e.type, e.created_at, e.data
-    FROM events_v2 e JOIN jobs j ON j.source = e.source AND j.job_id = e.job_id ORDER BY e.id;
+CREATE TABLE events_v3 AS
+    SELECT e.id, e.event_id, j.id AS job_row, e.type, e.created_at, e.data
+    FROM events_v2 e JOIN jobs j ON j.source = e.source AND j.job_id = e.job_id;
 DROP TABLE callbacks_v2; DROP TABLE events_v2;
+"""
+_BEFORE_V4 = """
+DROP INDEX events_by_job; ALTER TABLE events RENAME TO events_v3;
+ALTER TABLE callbacks ADD COLUMN event_id TEXT; ALTER TABLE callbacks ADD COLUMN type TEXT;
+ALTER TABLE callbacks ADD COLUMN data BLOB;
+"""
+# Each event was written with the history entry that caused it, at the same instant: it joins that entry.
+# An event with no such entry (none is known) is kept as an entry of its own, so nothing is lost. Queued
+# deliveries then point at the entry that holds their event (through negative numbers, so that no row
+# collides with another's old number on the way).
+# (Correlated subqueries rather than UPDATE ... FROM, which SQLite before 3.33 lacks.)
+_AFTER_V4 = """
+CREATE INDEX events_v3_by_entry ON events_v3 (job_row, created_at);
+UPDATE callbacks SET (event_id, type, data) = (
+        SELECT e.event_id, e.type, e.data FROM events_v3 e
+        WHERE e.job_row = callbacks.job_row AND e.created_at = callbacks.received_at ORDER BY e.id LIMIT 1)
+    WHERE EXISTS (SELECT 1 FROM events_v3 e
+        WHERE e.job_row = callbacks.job_row AND e.created_at = callbacks.received_at);
+CREATE INDEX callbacks_by_event_migrating ON callbacks (event_id) WHERE event_id IS NOT NULL;
+INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body, event_id, type, data)
+    SELECT e.job_row, e.event_id, e.created_at, substr(e.type, 5), 'event', x'7b7d', e.event_id, e.type,
+        e.data
+    FROM events_v3 e WHERE NOT EXISTS (SELECT 1 FROM callbacks c WHERE c.event_id = e.event_id)
+    ORDER BY e.id;
+UPDATE deliveries SET event_row = -(SELECT c.id FROM callbacks c WHERE c.event_id = deliveries.event_id)
+    WHERE EXISTS (SELECT 1 FROM callbacks c WHERE c.event_id = deliveries.event_id);
+UPDATE deliveries SET event_row = -event_row WHERE event_row < 0;
+DROP INDEX callbacks_by_event_migrating; DROP TABLE events_v3;
 """
 
 
-def record_callback(conn: sqlite3.Connection, job_row: int, cb: Callback, now: float) -> bool:
-    """Keep one entry of a job's history; False when the job already has this delivery ID (a redelivery)."""
-    return bool(
-        conn.execute(
-            "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_row, delivery_id) DO NOTHING",
-            (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body),
-        ).rowcount
+_RECORD = (
+    "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (job_row, delivery_id) DO NOTHING"
+)
+_RECORD_WITH_EVENT = (
+    "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body, event_id, type, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_row, delivery_id) DO NOTHING"
+)
+
+
+def record_callback(
+    conn: sqlite3.Connection, job_row: int, cb: Callback, now: float, changed: Job | None = None
+) -> int | None:
+    """Keep one entry of a job's history; None when the job already has this delivery ID (a redelivery:
+    nothing is stored). When the callback changed the job (`changed` is the job as it now stands), the entry
+    is also the change's event, and its deliveries are queued in the same transaction (the outbox): the
+    answer is how many."""
+    if changed is None:
+        recorded = conn.execute(_RECORD, (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body))
+        return 0 if recorded.rowcount else None
+    event_id = new_event_id(now)
+    kind = Event.type_for(changed.status)
+    data = changed.to_public()
+    recorded = conn.execute(
+        _RECORD_WITH_EVENT,
+        (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body, event_id, kind, orjson.dumps(data)),
     )
+    if not recorded.rowcount:
+        return None
+    assert recorded.lastrowid is not None
+    event = Event(recorded.lastrowid, event_id, changed.source, changed.job_id, kind, now, data)
+    return fan_out(conn, event, changed, now)
 
 
 def _ingest(
@@ -370,24 +410,16 @@ def _ingest(
     # Most callbacks are a job's first (many providers call back once, when it is done): try the insert first.
     created = _create_job(conn, source, cb, now, timeout_s, reconcile_after_s)
     if created is not None:
-        record_callback(conn, created.row_id, cb, now)  # a new job's first: no redelivery to refuse
-        return IngestOutcome(created, duplicate=False, changed=True, queued=emit_event(conn, created, now))
+        queued = record_callback(conn, created.row_id, cb, now, changed=created)  # no redelivery possible
+        return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
     row = conn.execute(_SELECT_JOB, (source, cb.job_id)).fetchone()
     before = _job(row)
-    if not record_callback(conn, before.row_id, cb, now):  # a redelivery: already kept, changes nothing
-        return IngestOutcome(before, duplicate=True, changed=False)
     step = transition(before.status, cb.status)
-    # The job as it now stands is made from what was just written rather than read back: one statement and
-    # one decode of the stored result fewer per callback.
+    # The job as it will stand is made from what is about to be written rather than read back: one statement
+    # and one decode of the stored result fewer per callback.
     if step.status is None:
-        conn.execute("UPDATE jobs SET callbacks = callbacks + 1 WHERE id = ?", (before.row_id,))
         job = replace(before, callbacks=before.callbacks + 1)
     elif step.status.final:
-        conn.execute(
-            "UPDATE jobs SET status = ?, late = ?, result = ?, error = ?, updated_at = ?,"
-            " finished_at = ?, callbacks = callbacks + 1 WHERE id = ?",
-            (step.status.value, step.late, _dump(cb.result), cb.error, now, now, before.row_id),
-        )
         job = replace(
             before,
             status=step.status,
@@ -399,11 +431,6 @@ def _ingest(
             callbacks=before.callbacks + 1,
         )
     else:  # first word from the provider: a job without its own timeout is due a source timeout from now
-        conn.execute(
-            "UPDATE jobs SET status = ?, updated_at = ?, callbacks = callbacks + 1,"
-            " deadline = CASE WHEN timeout_s IS NULL THEN ? ELSE deadline END WHERE id = ?",
-            (step.status.value, now, now + timeout_s, before.row_id),
-        )
         job = replace(
             before,
             status=step.status,
@@ -411,7 +438,23 @@ def _ingest(
             callbacks=before.callbacks + 1,
             deadline=now + timeout_s if row[14] is None else before.deadline,
         )
-    queued = emit_event(conn, job, now) if step.changed else 0
+    queued = record_callback(conn, before.row_id, cb, now, changed=job if step.changed else None)
+    if queued is None:  # a redelivery: already kept, changes nothing
+        return IngestOutcome(before, duplicate=True, changed=False)
+    if step.status is None:
+        conn.execute("UPDATE jobs SET callbacks = callbacks + 1 WHERE id = ?", (before.row_id,))
+    elif step.status.final:
+        conn.execute(
+            "UPDATE jobs SET status = ?, late = ?, result = ?, error = ?, updated_at = ?,"
+            " finished_at = ?, callbacks = callbacks + 1 WHERE id = ?",
+            (step.status.value, step.late, _dump(cb.result), cb.error, now, now, before.row_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE jobs SET status = ?, updated_at = ?, callbacks = callbacks + 1,"
+            " deadline = CASE WHEN timeout_s IS NULL THEN ? ELSE deadline END WHERE id = ?",
+            (step.status.value, now, now + timeout_s, before.row_id),
+        )
     # Anything reaching a job already final (but a late result after timed_out) changes nothing.
     return IngestOutcome(
         job, duplicate=before.final and not step.changed, changed=step.changed, queued=queued

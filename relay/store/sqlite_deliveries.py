@@ -1,8 +1,8 @@
 """Subscriptions and the delivery outbox for SQLite.
 
 The functions taking a `conn` run on the group-commit writer's connection, inside the batch's transaction;
-`fan_out` runs inside the transaction that changed the job (called by `emit_event`), so a result is never
-stored without its deliveries queued. The `*_SQL` strings and row mappers serve the reads.
+`fan_out` runs inside the transaction that changed the job (called by `record_callback`), so a result is
+never stored without its deliveries queued. The `*_SQL` strings and row mappers serve the reads.
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def backfill(conn: sqlite3.Connection, job: Job, urls: Iterable[str], now: float
     events = [
         Event(row[0], row[1], job.source, job.job_id, row[2], row[3], {})
         for row in conn.execute(
-            f"SELECT id, event_id, type, created_at FROM events"
+            f"SELECT id, event_id, type, received_at FROM callbacks"
             f" WHERE job_row = ? AND type IN ({marks}) ORDER BY id",
             (job.row_id, *sorted(FINAL_EVENT_TYPES)),
         )
@@ -360,7 +360,8 @@ def claim(
 def _body(conn: sqlite3.Connection, event_row: int) -> bytes | None:
     """An event's delivery body, `{"id", "type", "timestamp", "data"}`; the stored job is not re-parsed."""
     row = conn.execute(
-        "SELECT event_id, type, created_at, data FROM events WHERE id = ?", (event_row,)
+        "SELECT event_id, type, received_at, data FROM callbacks WHERE id = ? AND event_id IS NOT NULL",
+        (event_row,),
     ).fetchone()
     if row is None:
         return None

@@ -6,7 +6,7 @@ import sqlite3
 import uuid
 
 from relay.models import Callback, IngestOutcome, Status
-from relay.store.sqlite import _JOB_COLUMNS, _SELECT_JOB, _job, emit_event, record_callback
+from relay.store.sqlite import _JOB_COLUMNS, _SELECT_JOB, _job, record_callback
 
 __all__ = ["clear_reconcile", "extend_deadline", "purge_finished", "time_out"]
 
@@ -27,15 +27,15 @@ def time_out(conn: sqlite3.Connection, source: str, job_id: str, now: float) -> 
     row = conn.execute(_SELECT_JOB, (source, job_id)).fetchone()
     if row is None or Status(row[3]).final or row[11] is None or row[11] > now:
         return None
-    sweep = Callback(job_id, Status.TIMED_OUT, f"sweep_{uuid.uuid4().hex}", b"{}", via="sweep")
-    record_callback(conn, row[0], sweep, now)
     conn.execute(
         "UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?, reconcile_at = NULL,"
         " callbacks = callbacks + 1 WHERE id = ?",
         (Status.TIMED_OUT.value, now, now, row[0]),
     )
     job = _job(conn.execute(_SELECT_JOB, (source, job_id)).fetchone())
-    return IngestOutcome(job, duplicate=False, changed=True, queued=emit_event(conn, job, now))
+    sweep = Callback(job_id, Status.TIMED_OUT, f"sweep_{uuid.uuid4().hex}", b"{}", via="sweep")
+    queued = record_callback(conn, row[0], sweep, now, changed=job)  # a fresh delivery ID: always kept
+    return IngestOutcome(job, duplicate=False, changed=True, queued=queued or 0)
 
 
 def extend_deadline(conn: sqlite3.Connection, source: str, job_id: str, deadline: float) -> bool:
@@ -62,7 +62,6 @@ def purge_finished(conn: sqlite3.Connection, before: float, limit: int) -> int:
     ).fetchall()
     for job_row, source, job_id in rows:
         conn.execute("DELETE FROM callbacks WHERE job_row = ?", (job_row,))
-        conn.execute("DELETE FROM events WHERE job_row = ?", (job_row,))
         conn.execute(
             "DELETE FROM delivery_attempts WHERE delivery_id IN"
             " (SELECT id FROM deliveries WHERE source = ? AND job_id = ?)",
