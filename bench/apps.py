@@ -153,16 +153,21 @@ def main() -> None:
         app = relay_nostore_app(args.config)
     else:
         app = longpoll_app()
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-        log_level="info",
-    )
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": args.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+        "log_level": "info",
+    }
+    if args.app == "relay-nostore":  # served as `relay serve` serves relay, collector tuning included
+        from relay.server import RelayServer
+
+        RelayServer(uvicorn.Config(app, **options), app, tune_gc=True).run()
+    else:
+        uvicorn.run(app, **options)
 
 
 if __name__ == "__main__":
