@@ -63,7 +63,7 @@ class RelayApp(Starlette):
     """Starlette, with the providers' callbacks taken straight to their endpoint.
 
     `POST /hooks/...` is nearly all of relay's traffic, and its endpoint answers its own errors, so it skips
-    the middleware and the router in between (about 5 µs a callback, a tenth of the HTTP path's CPU,
+    the middleware and the router in between (about a tenth of the server's CPU per callback,
     docs/benchmarks.md). Every other request, including a hook URL with another method, goes through both.
     """
 
