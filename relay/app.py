@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -23,7 +24,7 @@ from relay.loops import Loop
 from relay.metrics import Metrics
 from relay.providers import Provider, ProviderWarnings, build_provider
 from relay.routes import deliveries, hooks, jobs, ops, streams, subscriptions
-from relay.routes.common import error_response
+from relay.routes.common import error_response, json_response
 from relay.settings import Settings
 from relay.store import Store, open_store
 from relay.sweeper import Sweeper
@@ -79,6 +80,17 @@ class RelayApp(Starlette):
 async def _relay_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RelayError)
     return error_response(exc)
+
+
+_HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such path, a method the path does not take) in the API's error shape."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+    headers = dict(exc.headers) if exc.headers else None
+    return json_response({"error": {"code": code, "message": exc.detail}}, exc.status_code, headers)
 
 
 def create_app(
@@ -145,6 +157,6 @@ def create_app(
             *subscriptions.routes,
             *deliveries.routes,
         ],
-        exception_handlers={RelayError: _relay_error},
+        exception_handlers={RelayError: _relay_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -188,9 +188,17 @@ async def test_sender_hanging_up_mid_body_stores_nothing(relay: LiveRelay) -> No
 
 
 async def test_only_post_reaches_the_hook(relay: LiveRelay) -> None:
-    """Another method on a hook URL is 405 and stores nothing."""
-    assert (await relay.client.get("/hooks/demo")).status_code == 405
+    """Another method on a hook URL is 405, in the API's error shape, naming POST, and stores nothing."""
+    response = await relay.client.get("/hooks/demo")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["error"]["code"] == "method_not_allowed"
     assert await relay.services.store.count_jobs_by_status() == {}
+
+
+async def test_an_unknown_path_is_404_in_the_error_shape(relay: LiveRelay) -> None:
+    """A path relay does not serve answers the API's error body too."""
+    response = await relay.client.post("/hooks")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 async def test_replicate_statuses_map_to_relay_statuses(relay: LiveRelay) -> None:
