@@ -14,19 +14,25 @@ T0 = 1_800_000_000.0
 SCHEMA_V2 = Path(__file__).with_name("schema_v2.sql")
 
 
+def _two_jobs(conn: sqlite3.Connection, j1_callbacks: int) -> None:
+    """j1, succeeded at T0 + 2 after `j1_callbacks` callbacks, and j2, running since T0 (every schema's jobs
+    table has these columns)."""
+    conn.executemany(
+        "INSERT INTO jobs (id, source, job_id, status, result, created_at, updated_at, finished_at,"
+        " callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (1, "demo", "j1", "succeeded", b'{"v":1}', T0, T0 + 2, T0 + 2, j1_callbacks),
+            (2, "demo", "j2", "running", None, T0, T0, None, 1),
+        ],
+    )
+
+
 def _version_2_database(path: Path) -> None:
     """Two jobs as relay 2 stored them: callbacks and events keyed by (source, job_id), a queued delivery."""
     job = {"source": "demo", "job_id": "j1", "status": "succeeded"}
     with sqlite3.connect(path) as conn:
         conn.executescript(SCHEMA_V2.read_text())
-        conn.executemany(
-            "INSERT INTO jobs (id, source, job_id, status, result, created_at, updated_at, finished_at,"
-            " callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (1, "demo", "j1", "succeeded", b'{"v":1}', T0, T0 + 2, T0 + 2, 2),
-                (2, "demo", "j2", "running", None, T0, T0, None, 1),
-            ],
-        )
+        _two_jobs(conn, j1_callbacks=2)
         conn.executemany(
             "INSERT INTO callbacks (id, source, job_id, delivery_id, received_at, status, via, body)"
             " VALUES (?, ?, ?, ?, ?, ?, 'webhook', x'7b7d')",
@@ -99,14 +105,7 @@ def _version_3_database(path: Path) -> None:
     job = {"source": "demo", "job_id": "j1", "status": "succeeded"}
     with sqlite3.connect(path) as conn:
         conn.executescript(SCHEMA_V3.read_text())
-        conn.executemany(
-            "INSERT INTO jobs (id, source, job_id, status, result, created_at, updated_at, finished_at,"
-            " callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (1, "demo", "j1", "succeeded", b'{"v":1}', T0, T0 + 2, T0 + 2, 3),
-                (2, "demo", "j2", "running", None, T0, T0, None, 1),
-            ],
-        )
+        _two_jobs(conn, j1_callbacks=3)
         conn.executemany(
             "INSERT INTO callbacks (id, job_row, delivery_id, received_at, status, via, body)"
             " VALUES (?, ?, ?, ?, ?, 'webhook', x'7b7d')",
