@@ -72,6 +72,8 @@ _V6 = [
 ]
 _NETWORKS = [(ipaddress.ip_network(net), reason) for net, reason in (*_METADATA, *_V4, *_V6)]
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# IPv4-compatible IPv6 (`::a.b.c.d`), deprecated by RFC 4291 2.5.5.1; `::` and `::1` are judged as themselves.
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class DestinationBlocked(httpcore.ConnectError):
@@ -79,21 +81,30 @@ class DestinationBlocked(httpcore.ConnectError):
 
 
 def blocked_reason(address: str | IPAddress) -> str | None:
-    """Why relay may not connect to `address` ("loopback", "private", ...), or None when it is public."""
+    """Why relay may not connect to `address` ("loopback", "private", ...), or None when it is public.
+
+    An IPv6 address that carries an IPv4 address is judged by that address; the deprecated IPv4-compatible
+    form (`::8.8.8.8`) is "reserved" even when that address is public, as no public host is reached at it.
+    """
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    if isinstance(ip, ipaddress.IPv6Address):
-        # IPv6 forms that carry an IPv4 address reach that address: judge it instead.
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is None and any(ip in net for net in _NAT64):
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return blocked_reason(embedded)
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(ip)) is not None:
+        reason = blocked_reason(embedded)
+        return reason if reason is not None or ip not in _V4_COMPATIBLE else "reserved"
     for network, reason in _NETWORKS:
         if ip.version == network.version and ip in network:
             return reason
     if not ip.is_global:  # anything else the IANA registries do not call globally reachable
         return "reserved"
     return None
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form reaches: IPv4-mapped, 6to4, Teredo, NAT64 or IPv4-compatible."""
+    embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+    in_low32 = any(ip in net for net in _NAT64) or (ip in _V4_COMPATIBLE and int(ip) > 1)
+    if embedded is None and in_low32:
+        embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return embedded
 
 
 async def system_resolver(host: str, port: int) -> list[str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
+import httpx
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from relay.errors import ConfigError
+from relay.providers.api import origin_client
 from relay.providers.base import Provider, SourceConfig
 from relay.providers.baseten import Baseten
 from relay.providers.fal import Fal
@@ -19,7 +21,15 @@ from relay.providers.standard_webhooks import StandardWebhooks
 from relay.providers.unsigned import Unsigned
 from relay.tokens import Tokens
 
-__all__ = ["KINDS", "Provider", "ProviderWarnings", "SourceConfig", "build_provider", "webhook_url"]
+__all__ = [
+    "KINDS",
+    "Provider",
+    "ProviderWarnings",
+    "SourceConfig",
+    "build_provider",
+    "provider_client",
+    "webhook_url",
+]
 
 KINDS: dict[str, type[Provider]] = {
     cls.kind: cls for cls in (StandardWebhooks, Replicate, OpenAI, Fal, RunPod, Baseten, Hmac, Unsigned)
@@ -35,6 +45,11 @@ def build_provider(source: SourceConfig) -> Provider:
             f"sources.{source.name}.kind: unknown kind {source.kind!r} (one of {', '.join(sorted(KINDS))})"
         ) from None
     return cls(source)
+
+
+def provider_client(providers: Iterable[Provider], timeout_s: float) -> httpx.AsyncClient:
+    """The client for providers' own APIs (reconcile): it sends only to their origins, follows no redirect."""
+    return origin_client((p.api.origin for p in providers if p.api is not None), timeout_s)
 
 
 def webhook_url(base_url: str, source: SourceConfig, tokens: Tokens) -> str:

@@ -13,17 +13,17 @@ import httpx
 import orjson
 
 from relay.errors import BadRequest, ConfigError, Unauthorized
+from relay.jsoncodec import MAX_DEPTH, check_depth
 from relay.models import Callback, Job, Status
+from relay.providers.api import ProviderApi, host_of
 
 __all__ = [
     "COMMON_STATUS_WORDS",
     "Provider",
     "SourceConfig",
     "UnsignedProvider",
-    "api_url",
     "derived_delivery_id",
     "error_text",
-    "get_json",
     "header",
     "job_id_of",
     "load_object",
@@ -97,11 +97,26 @@ class Provider:
     options: ClassVar[Mapping[str, Any]] = {}
     # Unsigned providers are authenticated by a signed token in the URL instead.
     signed: ClassVar[bool] = True
+    # The provider's own API (its status endpoint), replaced by the source's `api_base_url`; None: none.
+    api_base: ClassVar[str | None] = None
+    # How the API token is presented: `authorization: <api_auth> <token>`.
+    api_auth: ClassVar[str] = "Bearer"
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
         # Callbacks taken but not fully understood (e.g. an event type this version does not know), by reason.
         self.warnings: Counter[str] = Counter()
+        self.api = self._own_api()
+
+    def _own_api(self) -> ProviderApi | None:
+        """The API the sweeper asks: only where the kind has one and the source has an API token."""
+        if self.api_base is None or not self.source.api_token:
+            return None
+        base = self.source.api_base_url or self.api_base
+        try:
+            return ProviderApi(base, self.source.api_token, self.api_auth)
+        except ValueError as exc:
+            raise ConfigError(f"sources.{self.source.name}.api_base_url: {exc}") from None
 
     async def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
         """Raise `Unauthorized` unless the callback is authentic and fresh."""
@@ -117,6 +132,20 @@ class Provider:
         Answer a Callback with `via="reconcile"` (non-final: still running), or None when this kind has no
         status endpoint or no API token is configured. Errors propagate; the sweeper treats them as no answer.
         """
+        return None
+
+    def metadata_url(self, job: Job, key: str) -> str | None:
+        """`job.metadata[key]` when it is a URL on the provider's API; one elsewhere is logged, not used."""
+        url = job.metadata.get(key)
+        if not url or self.api is None:
+            return None
+        if self.api.on_api(url):
+            return str(url)
+        self.warn(
+            "foreign_status_url",
+            f"job {job.job_id}: metadata.{key} names {host_of(url)}, not the provider's API "
+            f"({self.api.origin}); not followed",
+        )
         return None
 
     def warn(self, reason: str, detail: str) -> None:
@@ -155,18 +184,6 @@ def header(headers: Mapping[str, str], name: str, code: str = "missing_header") 
     return value
 
 
-def api_url(source: SourceConfig, default_base: str, path: str) -> str:
-    """`path` under the source's `api_base_url` (a test server, a proxy) or the provider's own API."""
-    return f"{(source.api_base_url or default_base).rstrip('/')}/{path.lstrip('/')}"
-
-
-async def get_json(client: httpx.AsyncClient, url: str, headers: Mapping[str, str]) -> Any:
-    """GET a provider's status resource; a non-2xx answer raises (the sweeper takes it as no answer)."""
-    response = await client.get(url, headers=dict(headers))
-    response.raise_for_status()
-    return response.json()
-
-
 def reconciled(
     job_id: str, status: Status, body: bytes, result: Any = None, error: str | None = None
 ) -> Callback:
@@ -195,9 +212,12 @@ def load_object(body: bytes) -> dict[str, Any]:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson stops reading at its own limit, far past ours
+            raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels", "too_deep") from None
         raise BadRequest(f"the body is not valid JSON: {exc}", "malformed_json") from None
     if not isinstance(doc, dict):
         raise BadRequest("the body is JSON but not an object", "malformed_json")
+    check_depth(doc, body)
     return doc
 
 

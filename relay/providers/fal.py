@@ -23,13 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from relay import signing
 from relay.errors import ConfigError, ServiceUnavailable, Unauthorized
 from relay.models import Callback, Job, Status
+from relay.providers.api import ProviderApi, answer_json
 from relay.providers.base import (
     Provider,
     SourceConfig,
-    api_url,
     derived_delivery_id,
     error_text,
-    get_json,
     header,
     job_id_of,
     load_object,
@@ -123,6 +122,8 @@ def _verifies(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) ->
 class Fal(Provider):
     kind = "fal"
     options: ClassVar[Mapping[str, Any]] = {"jwks_url": DEFAULT_JWKS_URL}
+    api_base = QUEUE_API
+    api_auth = "Key"
 
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
@@ -170,27 +171,24 @@ class Fal(Provider):
     async def fetch_status(self, job: Job, client: httpx.AsyncClient) -> Callback | None:
         """Ask fal's queue: the request's status, then its response once COMPLETED.
 
-        The URLs come from the job's metadata: `status_url` and `response_url` as fal's submit answered them,
-        or `model_id` (without a subpath such as `/dev`) to build them.
+        The URLs are the job's `metadata.status_url` and `response_url` as fal's submit answered them (used
+        only when on fal's queue API), else built from `metadata.model_id` (without a subpath such as `/dev`).
         """
-        token = self.source.api_token
-        meta = job.metadata
-        model_id = meta.get("model_id")
-        if not token or not (meta.get("status_url") or model_id):
+        if self.api is None:
             return None
-        auth = {"authorization": f"Key {token}"}
-        base = f"{model_id}/requests/{job.job_id}"
-        state = await get_json(
-            client, meta.get("status_url") or api_url(self.source, QUEUE_API, f"{base}/status"), auth
-        )
+        status_url, response_url = self._queue_urls(self.api, job)
+        if status_url is None:
+            return None
+        state = await self.api.get_json(client, status_url)
         if state.get("status") != "COMPLETED":  # IN_QUEUE, IN_PROGRESS: still running
             return reconciled(job.job_id, Status.RUNNING, orjson.dumps(state))
         if error_text(state.get("error")):  # COMPLETED does not mean success
             return reconciled(
                 job.job_id, Status.FAILED, orjson.dumps(state), state, error_text(state.get("error"))
             )
-        url = meta.get("response_url") or api_url(self.source, QUEUE_API, base)
-        response = await client.get(url, headers=auth)
+        if response_url is None:
+            return None
+        response = await self.api.get(client, response_url)
         payload = _json_or_text(response)
         if response.is_success:
             return reconciled(job.job_id, Status.SUCCEEDED, response.content, payload)
@@ -200,9 +198,17 @@ class Fal(Provider):
             job.job_id, Status.FAILED, response.content, payload, f"HTTP {response.status_code}"
         )
 
+    def _queue_urls(self, api: ProviderApi, job: Job) -> tuple[str | None, str | None]:
+        """The status and response URLs: the job's own when on fal's API, else built from its model."""
+        model_id = job.metadata.get("model_id")
+        model = model_id.strip("/") if isinstance(model_id, str) else ""
+        request = api.url(*model.split("/"), "requests", job.job_id) if model else None
+        status_url = self.metadata_url(job, "status_url") or (request and f"{request}/status")
+        return status_url, self.metadata_url(job, "response_url") or request
+
 
 def _json_or_text(response: httpx.Response) -> Any:
     try:
-        return response.json()
+        return answer_json(response)
     except ValueError:
         return response.text[:2000]

@@ -15,7 +15,7 @@ import orjson
 
 from relay.errors import BadRequest
 from relay.models import Callback, Job, Status
-from relay.providers.base import api_url, error_text, get_json, job_id_of, load_object, reconciled
+from relay.providers.base import error_text, job_id_of, load_object, reconciled
 from relay.providers.standard_webhooks import StandardWebhooksSigned
 
 __all__ = ["EVENT_STATUSES", "OpenAI"]
@@ -76,6 +76,7 @@ RESOURCES: Mapping[str, tuple[str, Mapping[str, Status]]] = {
 class OpenAI(StandardWebhooksSigned):
     kind = "openai"
     options: ClassVar[Mapping[str, Any]] = {}
+    api_base = API
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> Callback:
         doc = load_object(body)
@@ -104,11 +105,10 @@ class OpenAI(StandardWebhooksSigned):
     async def fetch_status(self, job: Job, client: httpx.AsyncClient) -> Callback | None:
         """Retrieve the response, batch, fine-tuning job or video named by the job ID (eval runs: no)."""
         resource = next((r for prefix, r in RESOURCES.items() if job.job_id.startswith(prefix)), None)
-        if not self.source.api_token or resource is None:
+        if self.api is None or resource is None:
             return None
         path, words = resource
-        url = api_url(self.source, API, f"{path}/{job.job_id}")
-        obj = await get_json(client, url, {"authorization": f"Bearer {self.source.api_token}"})
+        obj = await self.api.get_json(client, self.api.url(*path.split("/"), job.job_id))
         word = obj.get("status")
         status = Status.RUNNING if word in _RUNNING else words.get(str(word))
         if status is None:

@@ -9,7 +9,7 @@ import httpx
 import orjson
 
 from relay.models import Callback, Job, Status
-from relay.providers.base import api_url, error_text, get_json, job_id_of, load_object, reconciled, status_of
+from relay.providers.base import error_text, job_id_of, load_object, reconciled, status_of
 from relay.providers.standard_webhooks import StandardWebhooksSigned
 
 __all__ = ["Replicate"]
@@ -30,6 +30,7 @@ PREDICTION_STATUSES: Mapping[str, Status] = {
 class Replicate(StandardWebhooksSigned):
     kind = "replicate"
     options: ClassVar[Mapping[str, Any]] = {}
+    api_base = API
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> Callback:
         doc = load_object(body)
@@ -43,11 +44,11 @@ class Replicate(StandardWebhooksSigned):
         )
 
     async def fetch_status(self, job: Job, client: httpx.AsyncClient) -> Callback | None:
-        """GET the prediction (or the job's `metadata.status_url`, e.g. a training's `urls.get`)."""
-        if not self.source.api_token:
+        """GET the prediction, or `metadata.status_url` when on Replicate's API (a training's `urls.get`)."""
+        if self.api is None:
             return None
-        url = job.metadata.get("status_url") or api_url(self.source, API, f"predictions/{job.job_id}")
-        prediction = await get_json(client, url, {"authorization": f"Bearer {self.source.api_token}"})
+        url = self.metadata_url(job, "status_url") or self.api.url("predictions", job.job_id)
+        prediction = await self.api.get_json(client, url)
         status = status_of(prediction.get("status"), PREDICTION_STATUSES, "/status")
         return reconciled(
             job.job_id, status, orjson.dumps(prediction), prediction, error_text(prediction.get("error"))

@@ -14,10 +14,8 @@ import orjson
 from relay.models import Callback, Job, Status
 from relay.providers.base import (
     UnsignedProvider,
-    api_url,
     derived_delivery_id,
     error_text,
-    get_json,
     job_id_of,
     load_object,
     reconciled,
@@ -44,6 +42,7 @@ class RunPod(UnsignedProvider):
     kind = "runpod"
     # `endpoint_id` lets the sweeper ask `/{endpoint_id}/status/{job}`; a job's `metadata.endpoint_id` wins.
     options: ClassVar[Mapping[str, Any]] = {**UnsignedProvider.options, "endpoint_id": None}
+    api_base = API
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> Callback:
         doc = load_object(body)
@@ -65,10 +64,9 @@ class RunPod(UnsignedProvider):
     async def fetch_status(self, job: Job, client: httpx.AsyncClient) -> Callback | None:
         """GET /{endpoint_id}/status/{job}: the same envelope as the webhook."""
         endpoint = job.metadata.get("endpoint_id") or self.source.options.get("endpoint_id")
-        if not self.source.api_token or not endpoint:
+        if self.api is None or not endpoint:
             return None
-        url = api_url(self.source, API, f"{endpoint}/status/{job.job_id}")
-        envelope = await get_json(client, url, {"authorization": f"Bearer {self.source.api_token}"})
+        envelope = await self.api.get_json(client, self.api.url(str(endpoint), "status", job.job_id))
         status = status_of(envelope.get("status"), JOB_STATUSES, "/status")
         error = error_text(envelope.get("error"))
         if str(envelope.get("status")).upper() == "TIMED_OUT" and error is None:

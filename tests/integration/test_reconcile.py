@@ -132,6 +132,18 @@ async def test_provider_errors_and_hangs_mean_timed_out(relay: LiveRelay, api: F
         assert (await job(relay, "replicate", job_id))["status"] == "timed_out"
 
 
+async def test_a_provider_answer_nested_too_deep_is_no_answer(relay: LiveRelay, api: FakeProviderApi) -> None:
+    """A status answer nested past the depth a callback may have is not stored: the job times out."""
+    await register(relay, "replicate", "deep")
+    output: Any = []
+    for _ in range(100):
+        output = [output]
+    api.answer("/v1/predictions/deep", {"id": "deep", "status": "succeeded", "output": output})
+    await sweep(relay, T0 + 101)
+    assert api.paths() == ["/v1/predictions/deep"]
+    assert (await job(relay, "replicate", "deep"))["status"] == "timed_out"
+
+
 async def test_reconcile_calls_are_bounded(relay: LiveRelay, api: FakeProviderApi) -> None:
     """Six hanging calls with reconcile_concurrency 2 and a 0.5 s timeout run in three waves, not one."""
     for i in range(6):

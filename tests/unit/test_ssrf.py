@@ -45,6 +45,15 @@ LIMITS = httpx.Limits(max_connections=4)
         ("::ffff:169.254.169.254", "cloud metadata"),
         ("64:ff9b::a00:1", "private"),
         ("2002:7f00:1::", "loopback"),
+        # IPv4-compatible (`::a.b.c.d`, deprecated): its IPv4 address's reason; reserved when that is public.
+        ("::127.0.0.1", "loopback"),
+        ("::7f00:1", "loopback"),
+        ("::10.0.0.1", "private"),
+        ("::192.168.1.1", "private"),
+        ("::169.254.169.254", "cloud metadata"),
+        ("::100.64.0.1", "CGNAT"),
+        ("::0.0.0.2", "unspecified"),
+        ("::8.8.8.8", "reserved"),
     ],
 )
 def test_non_public_addresses_are_refused(address: str, reason: str) -> None:
@@ -91,7 +100,8 @@ async def test_any_private_address_among_those_resolved_refuses_the_url() -> Non
 
 async def test_localhost_and_literal_addresses_are_refused() -> None:
     """Names and literals that reach this machine or the metadata service are refused (real resolver)."""
-    for url in ("http://localhost:8000/", "http://127.0.0.1/", "http://[::1]:9/", "http://169.254.169.254/"):
+    urls = ("http://localhost:8000/", "http://127.0.0.1/", "http://[::1]:9/", "http://169.254.169.254/")
+    for url in (*urls, "http://[::127.0.0.1]:9/", "http://[::ffff:127.0.0.1]:9/"):
         with pytest.raises(BadRequest, match="private_destinations"):
             await check_url(url, allow_private=False)
 
