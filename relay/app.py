@@ -17,12 +17,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from relay.delivery import Deliverer, delivery_client
-from relay.errors import RelayError
+from relay.errors import InternalError, RelayError
 from relay.hub import Hub
 from relay.ingest import Ingestor
-from relay.loops import Loop
+from relay.loops import Loop, supervise
 from relay.metrics import Metrics
-from relay.providers import Provider, ProviderWarnings, build_provider
+from relay.providers import Provider, ProviderWarnings, build_provider, provider_client
 from relay.routes import deliveries, hooks, jobs, ops, streams, subscriptions
 from relay.routes.common import error_response, json_response
 from relay.settings import Settings
@@ -93,6 +93,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": {"code": code, "message": exc.detail}}, exc.status_code, headers)
 
 
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug or an unforeseen failure: a JSON 500 in the API's error shape (Starlette logs the traceback)."""
+    return error_response(InternalError("relay could not complete this request; the error is logged"))
+
+
 def create_app(
     settings: Settings, *, clock: Callable[[], float] = time.time, background: bool = True
 ) -> Starlette:
@@ -117,8 +122,8 @@ def create_app(
                 providers=providers,
                 ingestor=Ingestor(providers, store, hub, tokens, clock),
                 clock=clock,
-                # Calls to providers' own APIs (reconcile): configured hosts, so no destination guard.
-                provider_http=httpx.AsyncClient(timeout=settings.reconcile_timeout_s, follow_redirects=False),
+                # Calls to providers' own APIs (reconcile): only to their configured origins, no redirects.
+                provider_http=provider_client(providers.values(), settings.reconcile_timeout_s),
             )
             app.state.services = services
             services.loops.append(
@@ -130,8 +135,11 @@ def create_app(
             services.loops.append(deliverer)
             services.ingestor.listeners.append(deliverer.wake)
             stop = asyncio.Event()
+            # Supervised: a loop whose run dies is logged, restarted with backoff and reported by /healthz.
             tasks = [
-                asyncio.create_task(loop.run(stop), name=loop.name) for loop in services.loops if background
+                asyncio.create_task(supervise(loop, stop), name=loop.name)
+                for loop in services.loops
+                if background
             ]
             try:
                 yield
@@ -157,6 +165,10 @@ def create_app(
             *subscriptions.routes,
             *deliveries.routes,
         ],
-        exception_handlers={RelayError: _relay_error, HTTPException: _http_error},
+        exception_handlers={
+            RelayError: _relay_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
         lifespan=lifespan,
     )

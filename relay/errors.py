@@ -7,9 +7,12 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "HeadersTooLarge",
+    "InternalError",
     "NotFound",
     "PayloadTooLarge",
     "RelayError",
+    "RequestTimeout",
     "ServiceUnavailable",
     "Unauthorized",
 ]
@@ -55,6 +58,20 @@ class Conflict(RelayError):
 class PayloadTooLarge(RelayError):
     status = 413
     default_code = "body_too_large"
+
+
+class RequestTimeout(RelayError):
+    status = 408
+    default_code = "body_timeout"
+
+
+class HeadersTooLarge(RelayError):
+    status = 431
+    default_code = "headers_too_large"
+
+
+class InternalError(RelayError):
+    """An unexpected failure, answered in the same shape as every other error."""
 
 
 class ServiceUnavailable(RelayError):

@@ -1,4 +1,5 @@
-"""Background loops: `run_once(now)` does one round (tests call it), `run(stop)` repeats it."""
+"""Background loops: `run_once(now)` does one round (tests call it), `run(stop)` repeats it, and
+`supervise(loop, stop)` restarts a `run` that died."""
 
 from __future__ import annotations
 
@@ -7,16 +8,29 @@ import logging
 import time
 from collections.abc import Callable
 
-__all__ = ["Loop"]
+__all__ = ["FAILING_ROUNDS", "Loop", "supervise"]
 
 log = logging.getLogger(__name__)
+
+# Rounds failed in a row before /healthz reports the loop: one or two are a blip the backoff rides out.
+FAILING_ROUNDS = 3
+
+
+def _backoff(failures: int) -> float:
+    # The exponent is capped: 2.0 ** 1024 overflows, which would kill a loop after its 1024th failure.
+    return min(0.1 * 2.0 ** min(failures, 10), 30.0)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class Loop:
     """A worker that wakes on a hint, on its poll interval, or stops; it never dies silently.
 
     Subclasses implement `run_once(now) -> count`. A round that did work is followed at once by another,
-    so a backlog drains without waiting for the interval.
+    so a backlog drains without waiting for the interval. A round is clean once its work and its wait both
+    ended without an exception; `problem()` tells /healthz about a loop that is not having clean rounds.
     """
 
     name = "loop"
@@ -25,6 +39,9 @@ class Loop:
         self.interval_s = interval_s
         self.clock = clock
         self._wake = asyncio.Event()
+        self.failures = 0  # rounds failed in a row
+        self.crashes = 0  # times `run` died since the last clean round
+        self.last_error: str | None = None
 
     def wake(self) -> None:
         """Ask for a round now (a hint; the poll interval catches a lost one)."""
@@ -38,22 +55,37 @@ class Loop:
         """Whether the next round should start at once: it did work, so more may be waiting."""
         return done > 0
 
+    def problem(self) -> str | None:
+        """Why this loop is unwell (dead, or failing round after round), by name; None while it runs clean."""
+        if self.crashes:
+            return (
+                f"the {self.name} loop died ({self.last_error}) and is being restarted;"
+                f" {self.crashes} time(s) since its last clean round"
+            )
+        if self.failures >= FAILING_ROUNDS:
+            return f"the {self.name} loop failed its last {self.failures} rounds: {self.last_error}"
+        return None
+
+    def crashed(self, exc: BaseException) -> None:
+        """Note that `run` died with `exc` (called by `supervise`)."""
+        self.crashes += 1
+        self.last_error = _describe(exc)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Repeat rounds until `stop` is set; an exception is logged and followed by a short backoff."""
-        failures = 0
         while not stop.is_set():
             self._wake.clear()
             try:
                 done = await self.run_once(self.clock())
-                failures = 0
-            except Exception:
-                failures += 1
-                log.exception("%s round failed (%d in a row)", self.name, failures)
-                done = 0
-                await self._pause(stop, min(0.1 * 2**failures, 30.0))
+            except Exception as exc:
+                self.failures += 1
+                self.last_error = _describe(exc)
+                log.exception("%s round failed (%d in a row)", self.name, self.failures)
+                await self._pause(stop, _backoff(self.failures))
                 continue
             if not self.go_again(done):
                 await self._pause(stop, self.interval_s)
+            self.failures = self.crashes = 0
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         stopping = asyncio.ensure_future(stop.wait())
@@ -63,3 +95,26 @@ class Loop:
         finally:
             stopping.cancel()
             woken.cancel()
+
+
+async def supervise(loop: Loop, stop: asyncio.Event) -> None:
+    """Run `loop.run(stop)` until `stop` is set; a run that ends any other way is logged and restarted
+    after a backoff that grows with each death since the loop's last clean round."""
+    while not stop.is_set():
+        try:
+            await loop.run(stop)
+        except Exception as exc:
+            loop.crashed(exc)
+            log.exception("the %s loop died (%d time(s) since its last clean round)", loop.name, loop.crashes)
+        else:
+            if stop.is_set():
+                return
+            loop.crashed(RuntimeError("run() returned while the app was running"))
+            log.error("the %s loop returned while the app was running", loop.name)
+        delay = _backoff(loop.crashes)
+        log.warning("restarting the %s loop in %.1f s", loop.name, delay)
+        try:
+            # Not the loop's own pause, which may be what failed.
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass

@@ -15,11 +15,18 @@ __all__ = ["routes"]
 
 
 async def healthz(request: Request) -> Response:
-    """200 while the database answers."""
+    """200 while the database takes reads and writes and every background loop runs clean; else 503 naming
+    the cause (`database_busy`, `writes_failing`, `database_down`, `loop_failing`). Never waits on a lock."""
+    svc = services(request)
     try:
-        await services(request).store.ping()
+        await svc.store.ping()
+    except ServiceUnavailable:
+        raise
     except Exception as exc:
         raise ServiceUnavailable(f"the database does not answer: {exc}", "database_down") from None
+    for loop in svc.loops:
+        if (problem := loop.problem()) is not None:
+            raise ServiceUnavailable(problem, "loop_failing")
     return json_response({"status": "ok"})
 
 

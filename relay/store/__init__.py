@@ -162,7 +162,9 @@ class Store(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Raise unless the database answers."""
+        """Raise unless the database takes reads and writes now, without waiting for a lock:
+        ServiceUnavailable whose code names the cause (`database_busy`, `writes_failing`, `database_down`),
+        or any other error when it does not answer at all."""
         ...
 
     async def close(self) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from relay.errors import ServiceUnavailable
+from relay.store.writer_health import BUSY, WriterHealth, is_busy, unavailable
 
 __all__ = ["GroupCommitWriter", "WriterConnection", "memo_of"]
 
@@ -40,6 +44,9 @@ def memo_of(conn: sqlite3.Connection) -> dict[str, Any]:
 
 # Bounds one transaction, so a burst cannot hold a request's answer behind thousands of others.
 MAX_BATCH = 256
+# How long a batch waits for the lock another connection holds before its callers get 503 (the old
+# busy_timeout).
+LOCK_WAIT_S = 5.0
 
 
 class GroupCommitWriter:
@@ -52,9 +59,14 @@ class GroupCommitWriter:
     requests meanwhile and the next batch gathers. Bulk operations (`run_bulk`: retention's deletes and
     other scans of many rows) take their whole batch to the thread, so they never stall the loop.
     A failing operation fails only its caller; a failed commit fails the whole batch, storing nothing.
+
+    Another connection holding the lock never stalls the loop: there the connection does not wait
+    (busy_timeout 0), and a batch that finds the lock taken goes to the thread, which waits for it up to
+    `lock_wait_s`. Failures of the database itself (lock, full disk, I/O) reach callers as 503s and are kept
+    in `health` for /healthz, with `probe()`.
     """
 
-    def __init__(self, connect: Callable[[], WriterConnection]) -> None:
+    def __init__(self, connect: Callable[[], WriterConnection], lock_wait_s: float = LOCK_WAIT_S) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-writer")
         self._connect = connect
         self._conn: WriterConnection | None = None
@@ -65,11 +77,20 @@ class GroupCommitWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # read by tests and benchmarks to see that commits are shared
+        self.lock_wait_s = lock_wait_s
+        self.health = WriterHealth()
+        self._in_flight = False  # a batch holds the connection (its transaction stays open across an await)
 
     async def start(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
-        self._conn = await loop.run_in_executor(self._executor, self._connect)
+        self._conn = await loop.run_in_executor(self._executor, self._open)
         self._task = asyncio.create_task(self._run(), name="relay-sqlite-writer")
+
+    def _open(self) -> WriterConnection:
+        conn = self._connect()  # opening (and migrating) may wait for the lock: this runs on the thread
+        # On the loop, taking the lock must succeed or fail at once; only the thread waits (`_begin`).
+        conn.execute("PRAGMA busy_timeout = 0")
+        return conn
 
     # `run` and `run_bulk` hand back the future itself rather than being coroutines awaiting it: every
     # callback awaits one, and each coroutine layer is paid again when the commit resumes the caller.
@@ -110,42 +131,95 @@ class GroupCommitWriter:
             if batch[-1][0] is _CLOSE:  # close() queues this last, after every caller's operation
                 batch.pop()
                 closing = True
+            conn = self._conn
+            assert conn is not None
+            changes = conn.total_changes
+            self._in_flight = True
             try:
-                if any(bulk for *_, bulk in batch):
-                    outcomes = await loop.run_in_executor(self._executor, self._apply, batch, True)
-                else:
-                    outcomes = self._apply(batch, commit=False)
-                    await loop.run_in_executor(self._executor, self._commit)
-            except Exception as exc:  # the commit itself failed: no operation of the batch is stored
-                log.exception("sqlite batch of %d failed to commit", len(batch))
+                outcomes = await self._commit_batch(batch, loop)
+                committed = took_lock = True
+            except Exception as exc:  # the batch failed as a whole: none of its operations is stored
+                committed, took_lock = False, not is_busy(exc)
+                if unavailable(exc) is None:  # the database's own failures are logged once, below
+                    log.exception("sqlite batch of %d failed to commit", len(batch))
                 outcomes = [(False, exc)] * len(batch)
+            self._in_flight = False
             self.batches += 1
-            for (_, _, future, _), (ok, value) in zip(batch, outcomes, strict=True):
-                if future.done():  # the caller went away; its write still happened
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            failure = self._settle(batch, outcomes)
+            if failure is not None or self.health.failure is not None:
+                if failure is not None and self.health.failure is None:
+                    log.error("sqlite writes are failing: %s", failure.message)
+                self.health.record(failure, took_lock, committed and conn.total_changes > changes)
 
-    def _apply(self, batch: list[_Queued], commit: bool) -> list[tuple[bool, Any]]:
+    async def _commit_batch(
+        self, batch: list[_Queued], loop: asyncio.AbstractEventLoop
+    ) -> list[tuple[bool, Any]]:
+        """Run and commit one batch, its statements on the loop when they are short and the lock is free."""
+        # Once a batch gave up waiting for the lock, later ones try it once and fail fast until it is free.
+        failure = self.health.failure
+        wait_s = 0.0 if failure is not None and failure.code == BUSY else self.lock_wait_s
+        if not any(bulk for *_, bulk in batch):
+            try:
+                outcomes = self._apply(batch, False, 0.0)
+            except sqlite3.Error as exc:
+                if not (wait_s and is_busy(exc)):
+                    raise
+                # Another connection holds the lock: the thread waits for it while the loop serves others.
+            else:
+                await loop.run_in_executor(self._executor, self._commit)
+                return outcomes
+        return await loop.run_in_executor(self._executor, self._apply, batch, True, wait_s)
+
+    def _settle(self, batch: list[_Queued], outcomes: list[tuple[bool, Any]]) -> ServiceUnavailable | None:
+        """Hand each caller its outcome; answer the 503 of the database's own failure, if there was one."""
+        failure = None
+        for (_, _, future, _), (ok, value) in zip(batch, outcomes, strict=True):
+            if not ok and (error := unavailable(value)) is not None:
+                failure = value = error
+            if future.done():  # the caller went away; its write still happened
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        return failure
+
+    def _apply(self, batch: list[_Queued], commit: bool, wait_s: float) -> list[tuple[bool, Any]]:
         # Operations rarely fail, so a batch first runs without a savepoint around each one (two statements
         # per operation saved). When one does fail, the whole transaction is rolled back and the batch runs
         # again with savepoints, so the failure stays its own caller's, as it would have from the start.
-        outcomes = self._transaction(batch, isolated=False)
+        outcomes = self._transaction(batch, False, wait_s)
         if outcomes is None:
-            outcomes = self._transaction(batch, isolated=True)
+            outcomes = self._transaction(batch, True, wait_s)
             assert outcomes is not None
         if commit:
             self._commit()
         return outcomes
 
-    def _transaction(self, batch: list[_Queued], isolated: bool) -> list[tuple[bool, Any]] | None:
+    def _begin(self, conn: WriterConnection, wait_s: float) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.Error as exc:
+            if not (wait_s and is_busy(exc)):
+                raise
+        # Only on the writer thread (a wait is never asked for on the loop): wait for the lock, bounded.
+        self.health.waiting_since = time.monotonic()
+        conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+            self.health.waiting_since = None
+
+    def _transaction(
+        self, batch: list[_Queued], isolated: bool, wait_s: float
+    ) -> list[tuple[bool, Any]] | None:
         """Run the batch in an open transaction; None when an operation failed and `isolated` was off."""
         conn = self._conn
         assert conn is not None
         outcomes: list[tuple[bool, Any]] = []
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn, wait_s)
         conn.memo.clear()
         try:
             for operation, args, _, _ in batch:
@@ -154,6 +228,10 @@ class GroupCommitWriter:
                 try:
                     outcomes.append((True, operation(conn, *args)))
                 except Exception as exc:
+                    if (
+                        not conn.in_transaction
+                    ):  # SQLite rolled it all back (full disk, I/O): the batch failed
+                        raise
                     if not isolated:
                         conn.execute("ROLLBACK")
                         return [(False, exc)] if len(batch) == 1 else None  # alone, it already failed alone
@@ -170,6 +248,8 @@ class GroupCommitWriter:
     def _commit(self) -> None:
         conn = self._conn
         assert conn is not None
+        if not conn.in_transaction:  # a batch of one whose operation failed was rolled back already
+            return
         try:
             conn.execute("COMMIT")
         except BaseException:
@@ -180,6 +260,17 @@ class GroupCommitWriter:
         conn = self._conn
         if conn is not None and conn.in_transaction:
             conn.execute("ROLLBACK")
+
+    def probe(self) -> None:
+        """Raise ServiceUnavailable unless writes go through now; never waits for the lock."""
+        conn = self._conn
+        if conn is None or self._task is None or self._task.done():
+            raise ServiceUnavailable("the database's writer is closed", "database_down")
+        self.health.check_waiting()
+        if self._in_flight:  # the connection is the running batch's: what the last one met answers
+            self.health.check_failure()
+        else:
+            self.health.probe(conn)
 
     async def close(self) -> None:
         """Let queued operations commit, then close the connection and the thread."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -13,6 +14,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from relay.errors import ServiceUnavailable
 from relay.models import (
     AttemptResult,
     Callback,
@@ -80,10 +82,15 @@ def _dump(value: Any) -> bytes | None:
     return None if value is None else orjson.dumps(value)
 
 
+# Reads in WAL mode never wait for a writer, only for brief moments (another connection's recovery or
+# WAL reset); all reads share aiosqlite's one thread, so a longer wait would hold every read behind it.
+_READ_WAIT_S = 1.0
+
+
 def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA busy_timeout = 5000")  # at open (migration); the writer then waits on its thread
     conn.execute("PRAGMA foreign_keys = ON")
     # Checkpoint the WAL every ~32 MB instead of every 4 MB: fewer pauses in the writer, same durability.
     conn.execute("PRAGMA wal_autocheckpoint = 8192")
@@ -102,8 +109,8 @@ class SQLiteStore:
     async def open(cls, path: str, *, synchronous: str = "full") -> SQLiteStore:
         store = cls(path, synchronous)
         await store.writer.start()
-        store._reader = await aiosqlite.connect(path)
-        await store._reader.execute("PRAGMA busy_timeout = 5000")
+        # The busy wait runs on aiosqlite's thread, never on the loop.
+        store._reader = await aiosqlite.connect(path, timeout=_READ_WAIT_S)
         return store
 
     def _connect_writer(self) -> WriterConnection:
@@ -140,8 +147,10 @@ class SQLiteStore:
         return await self.writer.run(_register, registration, now, timeout_s, reconcile_after_s)
 
     async def get_job(self, source: str, job_id: str) -> Job | None:
-        async with self._db.execute(_SELECT_JOB, (source, job_id)) as cursor:
-            row = await cursor.fetchone()
+        # Every read is one call that runs its statement to the end on the reader's thread. A cursor left
+        # open by a caller cancelled between execute and close (a client hanging up on a stream) would hold
+        # the reader's snapshot, and every later read would miss what was committed since.
+        row = next(iter(await self._db.execute_fetchall(_SELECT_JOB, (source, job_id))), None)
         return None if row is None else _job(row)
 
     async def list_jobs(
@@ -295,7 +304,15 @@ class SQLiteStore:
         return await self.writer.run_bulk(sqlite_deliveries.recover, now)
 
     async def ping(self) -> None:
-        await self._db.execute_fetchall("SELECT 1")
+        self.writer.probe()
+        try:
+            # Reads the file's header, so a database that cannot be read fails here, within a bound.
+            async with asyncio.timeout(2 * _READ_WAIT_S):
+                await self._db.execute_fetchall("PRAGMA user_version")
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"the database did not answer a read within {2 * _READ_WAIT_S:g} s", "database_down"
+            ) from None
 
     async def close(self) -> None:
         await self.writer.close()

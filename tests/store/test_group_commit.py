@@ -66,6 +66,16 @@ async def test_a_failing_operation_fails_only_its_caller(writer: GroupCommitWrit
     assert await writer.run(count) == 3
 
 
+async def test_an_operation_failing_alone_raises_its_own_error(writer: GroupCommitWriter) -> None:
+    """A batch of one failing operation hands its caller that operation's error (not a failed COMMIT of the
+    transaction it rolled back), and the writer goes on."""
+    await writer.run(insert, "taken")
+    with pytest.raises(sqlite3.IntegrityError):
+        await writer.run(insert, "taken")
+    assert await writer.run(insert, "next") == "next"
+    assert await writer.run(count) == 2
+
+
 async def test_a_failed_commit_fails_every_caller_and_stores_nothing(writer: GroupCommitWriter) -> None:
     """When COMMIT itself fails (a deferred constraint), every operation of the batch gets the error."""
 

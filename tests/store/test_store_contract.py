@@ -33,6 +33,20 @@ async def test_first_callback_creates_the_job(store: Store) -> None:
     assert job.result is None and job.finished_at is None
 
 
+async def test_a_read_cancelled_midway_hides_no_later_write(store: Store) -> None:
+    """A read whose caller is cancelled while the database runs it (a client hanging up on a stream) leaves
+    no snapshot behind: the next read sees what was committed since."""
+    await store.ingest("demo", callback("before", Status.RUNNING, "d1"), T0, TIMEOUT)
+    for attempt in range(5):  # a cancel lands at another point of the read each time
+        reading = asyncio.create_task(store.get_job("demo", "before"))
+        for _ in range(attempt):
+            await asyncio.sleep(0)  # one turn of the loop per attempt: not a wait for any state
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await store.ingest("demo", callback(f"after{attempt}", Status.RUNNING, "d1"), T0, TIMEOUT)
+        assert await store.get_job("demo", f"after{attempt}") is not None, attempt
+
+
 async def test_redelivery_is_a_duplicate_and_changes_nothing(store: Store) -> None:
     """The same delivery ID twice: the second is a duplicate and the job is untouched."""
     await store.ingest("demo", callback("j", Status.SUCCEEDED, "d1", {"v": 1}), T0, TIMEOUT)
