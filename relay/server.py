@@ -1,4 +1,5 @@
-"""Running the app under uvicorn (uvloop, httptools), with a shutdown that answers held long-polls."""
+"""Running the app under uvicorn (uvloop, httptools) with relay's bounded HTTP protocol
+(relay/http_protocol.py), and a shutdown that answers held long-polls."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import uvicorn
 from starlette.applications import Starlette
 
 from relay.app import create_app
+from relay.connections import ConnectionRegistry, limits_for, raise_open_file_limit, with_room_for_requests
+from relay.http_protocol import RelayHttpProtocol, protocol_class
 from relay.settings import Settings
 
-__all__ = ["RelayServer", "serve"]
+__all__ = ["RelayServer", "guarded_protocol", "serve"]
 
 _YOUNG_GENERATION_THRESHOLD = 10_000  # CPython's default is 700 allocations
 
@@ -59,12 +62,21 @@ def _tune_gc() -> None:
     gc.set_threshold(_YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
 
 
+def guarded_protocol(settings: Settings, fd_limit: int) -> tuple[type[RelayHttpProtocol], Settings]:
+    """The HTTP protocol that applies `settings`' connection limits (the automatic cap from `fd_limit`), and
+    the settings with `max_waiters` fitted inside that cap."""
+    limits = limits_for(settings, fd_limit)
+    registry: ConnectionRegistry[RelayHttpProtocol] = ConnectionRegistry(limits)
+    return protocol_class(registry), with_room_for_requests(settings, limits.max_connections)
+
+
 def serve(settings: Settings, **uvicorn_options: Any) -> None:
     """Serve the relay until a signal stops it."""
+    http, settings = guarded_protocol(settings, raise_open_file_limit())
     app = create_app(settings)
     options: dict[str, Any] = {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": http,
         "timeout_graceful_shutdown": 5,
         "log_level": "info",
         **uvicorn_options,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import tomllib
@@ -14,6 +15,7 @@ from typing import Any
 from relay import signing
 from relay.backoff import DEFAULT_SCHEDULE_S
 from relay.errors import ConfigError
+from relay.models import MAX_TIMEOUT_S
 from relay.providers import KINDS, SourceConfig, build_provider, webhook_url
 from relay.tokens import Tokens
 
@@ -34,6 +36,12 @@ _TOP_LEVEL: dict[str, Any] = {
     "max_body_bytes": 4 * 1024 * 1024,
     "allow_private_destinations": False,
     "max_waiters": 20_000,
+    # Hostile clients (relay/http_protocol.py): 0 connections means from the open-file limit.
+    "max_connections": 0,
+    "header_timeout_s": 10.0,
+    "body_timeout_s": 30.0,
+    "max_header_bytes": 64 * 1024,
+    "max_headers": 100,
     "max_wait_s": 300.0,
     "waiter_poll_s": 10.0,
     "sqlite_synchronous": "full",
@@ -84,6 +92,11 @@ class Settings:
     max_body_bytes: int = _TOP_LEVEL["max_body_bytes"]
     allow_private_destinations: bool = False
     max_waiters: int = 20_000
+    max_connections: int = 0  # per process; 0: the open-file limit less room for files and outbound sockets
+    header_timeout_s: float = 10.0  # from a request's first byte (a connection's start) to its headers' end
+    body_timeout_s: float = 30.0  # from the end of the headers to the end of the body
+    max_header_bytes: int = _TOP_LEVEL["max_header_bytes"]  # request line and headers together
+    max_headers: int = 100
     max_wait_s: float = 300.0
     waiter_poll_s: float = 10.0
     sqlite_synchronous: str = "full"
@@ -184,6 +197,10 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         isinstance(k, str) for k in values["api_keys"]
     ):
         raise ConfigError("api_keys: expected a list of strings")
+    for key in values["api_keys"]:
+        # A blank key would let a blank bearer in, and the bearer is read stripped, so spaces never match.
+        if not key.strip() or key != key.strip():
+            raise ConfigError("api_keys: a key may not be empty or start or end with spaces")
     values["api_keys"] = tuple(values["api_keys"])
     if not values["secret_key"]:
         raise ConfigError("secret_key: required (or secret_key_env, or RELAY_SECRET_KEY)")
@@ -199,9 +216,15 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         "max_wait_s",
         "waiter_poll_s",
         "max_waiters",
+        "header_timeout_s",
+        "body_timeout_s",
+        "max_header_bytes",
+        "max_headers",
     ):
         if values[key] <= 0:
             raise ConfigError(f"{key}: must be positive")
+    if values["max_connections"] < 0:
+        raise ConfigError("max_connections: must be positive, or 0 for the automatic cap")
     _check_delivery_settings(values)
     if not 0 <= values["port"] <= 65535:
         raise ConfigError("port: expected 0 to 65535")
@@ -230,9 +253,9 @@ def _check_delivery_settings(values: dict[str, Any]) -> None:
         raise ConfigError("retry_jitter: expected a fraction from 0 up to (not including) 1")
     schedule = values["retry_schedule_s"]
     if not isinstance(schedule, list | tuple) or not all(
-        isinstance(s, int | float) and not isinstance(s, bool) and s >= 0 for s in schedule
+        isinstance(s, int | float) and not isinstance(s, bool) and 0 <= s <= MAX_TIMEOUT_S for s in schedule
     ):
-        raise ConfigError("retry_schedule_s: expected a list of delays in seconds (numbers >= 0)")
+        raise ConfigError(f"retry_schedule_s: expected a list of delays in seconds (0 to {MAX_TIMEOUT_S:g})")
     values["retry_schedule_s"] = tuple(float(s) for s in schedule)
 
 
@@ -245,6 +268,9 @@ def _typed(key: str, value: Any, default: Any) -> Any:
         value = float(value)
     if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
         raise ConfigError(f"{key}: expected {getattr(expected, '__name__', expected)}, got {value!r}")
+    # nan passes every `<= 0` check, and inf every upper bound.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     return value
 
 
@@ -253,8 +279,10 @@ _SOURCE_NUMBER_DEFAULTS = {"timeout_s": 900.0, "tolerance_s": 300.0, "max_deadli
 
 def _positive(table: dict[str, Any], key: str, where: str) -> float:
     value = table.get(key, _SOURCE_NUMBER_DEFAULTS.get(key))
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{where}{key}: expected a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT_S:
+        raise ConfigError(
+            f"{where}{key}: expected a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {value!r}"
+        )
     return float(value)
 
 

@@ -114,9 +114,13 @@ class Clock:
 
 @asynccontextmanager
 async def start_relay(
-    settings: Settings, clock: Callable[[], float] = time.time, background: bool = True
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+    background: bool = True,
+    http: type[asyncio.Protocol] | None = None,
 ) -> AsyncIterator[LiveRelay]:
-    """Serve `create_app(settings)` on 127.0.0.1 until the block ends (loops stopped unless `background`)."""
+    """Serve `create_app(settings)` on 127.0.0.1 until the block ends (loops stopped unless `background`);
+    `http` replaces uvicorn's HTTP protocol (relay/http_protocol.py), as `relay serve` does."""
     port = free_port()
     app = create_app(settings, clock=clock, background=background)
     config = uvicorn.Config(
@@ -126,6 +130,7 @@ async def start_relay(
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=1,
+        http=http or "auto",
     )
     server = RelayServer(config, app)
     task = asyncio.create_task(server.serve())

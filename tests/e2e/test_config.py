@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +65,27 @@ BAD_CONFIGS = {
         {"sweep_interval_s": "often", "sources": {"demo": DEMO}},
         ["sweep_interval_s", "expected"],
     ),
+    "nan interval": (
+        {"sweep_interval_s": math.nan, "sources": {"demo": DEMO}},
+        ["sweep_interval_s", "finite"],
+    ),
+    "inf source timeout": (
+        {"sources": {"demo": {**DEMO, "timeout_s": math.inf}}},
+        ["sources.demo.timeout_s"],
+    ),
+    "blank api key": ({"api_keys": [""], "sources": {"demo": DEMO}}, ["api_keys", "empty"]),
 }
 
 
+@pytest.mark.parametrize("command", ["serve", "check-config"])
 @pytest.mark.parametrize(("config", "named"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
 def test_bad_config_stops_serve_naming_the_key(
-    tmp_path: Path, cli: CliRunner, config: dict[str, Any], named: list[str]
+    tmp_path: Path, cli: CliRunner, config: dict[str, Any], named: list[str], command: str
 ) -> None:
-    """`relay serve` refuses a bad config: exit 1 and a message naming the offending key."""
+    """`relay serve` refuses a bad config: exit 1 and a message naming the offending key; `relay
+    check-config` refuses exactly what serve refuses (nan, inf and a blank API key included)."""
     path = write_config(tmp_path / "relay.toml", **config)
-    result = cli.invoke(main, ["serve", "--config", str(path)])
+    result = cli.invoke(main, [command, "--config", str(path)])
     assert result.exit_code == 1, result.output
     assert "Error: config:" in result.output
     for fragment in named:

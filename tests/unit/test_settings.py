@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from collections.abc import Mapping
@@ -241,6 +242,21 @@ def test_secret_may_be_a_list() -> None:
         ({"sources": {"mine": "replicate"}}, "sources.mine:"),
         ({"sources": {"bad/name": {"kind": "replicate", "secret": SECRET_A}}}, "sources.bad/name:"),
         ({"sources": "replicate"}, "sources:"),
+        # Values that passed the checks before and then broke relay at run time.
+        ({"api_keys": [""]}, "api_keys:"),
+        ({"api_keys": ["good", "   "]}, "api_keys:"),
+        ({"api_keys": [" padded "]}, "api_keys:"),
+        ({"sweep_interval_s": math.nan}, "sweep_interval_s:"),
+        ({"sweep_interval_s": math.inf}, "sweep_interval_s:"),
+        ({"max_wait_s": math.inf}, "max_wait_s:"),
+        ({"retry_jitter": math.nan}, "retry_jitter:"),
+        ({"delivery_timeout_s": -math.inf}, "delivery_timeout_s:"),
+        ({"retry_schedule_s": [5, math.nan]}, "retry_schedule_s:"),
+        ({"retry_schedule_s": [5, 1e308]}, "retry_schedule_s:"),
+        (source(timeout_s=math.nan), "sources.mine.timeout_s:"),
+        (source(timeout_s=1e308), "sources.mine.timeout_s:"),
+        (source(max_deadline_s=math.inf), "sources.mine.max_deadline_s:"),
+        (source(reconcile_after_s=math.nan), "sources.mine.reconcile_after_s:"),
     ],
 )
 def test_errors_name_the_key(overrides: dict[str, Any], key: str) -> None:
