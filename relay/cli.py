@@ -128,6 +128,12 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     return response.json()
 
 
+def _shown(text: str) -> str:
+    """`text` for a terminal line: control characters (a job ID may hold escape sequences, tabs or newlines)
+    written as Python escapes, so a value can neither break the columns nor drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 _api_options = [
     _config_option,
     click.option("--url", default=None, help="The relay's base URL (default: from the config)."),
@@ -168,8 +174,8 @@ def deliveries_list(
     for d in page["deliveries"]:
         last = d["last_status_code"] or d["last_error"] or "-"
         click.echo(
-            f"{d['id']}\t{d['status']}\t{d['event_type']}\t{d['source']}/{d['job_id']}\t"
-            f"attempts={d['attempt_count']}\tlast={last}\t{d['url']}"
+            f"{d['id']}\t{d['status']}\t{d['event_type']}\t{_shown(d['source'])}/{_shown(d['job_id'])}\t"
+            f"attempts={d['attempt_count']}\tlast={_shown(str(last))}\t{_shown(d['url'])}"
         )
     if page["next_cursor"]:
         click.echo(f"(more: --cursor {page['next_cursor']})", err=True)
@@ -184,5 +190,6 @@ def deliveries_retry(config: Path | None, url: str | None, api_key: str | None, 
         for delivery_id in ids:
             d = _call(client, "POST", f"/v1/deliveries/{delivery_id}/retry")
             click.echo(
-                f"{d['id']}\t{d['status']}\t{d['event_type']}\t{d['source']}/{d['job_id']}\t{d['url']}"
+                f"{d['id']}\t{d['status']}\t{d['event_type']}\t{_shown(d['source'])}/{_shown(d['job_id'])}\t"
+                f"{_shown(d['url'])}"
             )

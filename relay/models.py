@@ -14,6 +14,7 @@ __all__ = [
     "EVENT_TYPES",
     "FINAL_EVENT_TYPES",
     "FINAL_STATUSES",
+    "MAX_TIMEOUT_S",
     "AttemptResult",
     "Callback",
     "CallbackRecord",
@@ -93,6 +94,11 @@ class CallbackRecord:
             "status": self.status.value,
             "via": self.via,
         }
+
+
+# The longest a job may be given before it counts as overdue (a year: past any generation job); a bound keeps
+# every deadline a time that the API can write out.
+MAX_TIMEOUT_S = 366 * 86_400.0
 
 
 @record
@@ -213,12 +219,12 @@ def iso(ts: float | None) -> str | None:
         return last[1]
     # What `datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")` gives, without building a
     # datetime: every event formats four times, and most fall in a second formatted just before.
+    if not 0 <= ts < _LAST_ISO_SECOND:  # before 1970, or past what a datetime holds (nan fails both)
+        return _iso_outside_fast_range(ts)
     fraction, whole = math.modf(ts)
     micros, second = round(fraction * 1e6), int(whole)
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
-    if not 0 <= second <= _LAST_ISO_SECOND or micros < 0:
-        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     text = _iso_seconds.get(second)
     if text is None:
         if len(_iso_seconds) >= 64:
@@ -227,6 +233,15 @@ def iso(ts: float | None) -> str | None:
     formatted = f"{text}.{micros // 1000:03d}Z"
     _last_iso = (ts, formatted)  # one tuple, replaced whole: safe to share with the threads too
     return formatted
+
+
+def _iso_outside_fast_range(ts: float) -> str | None:
+    """`iso()` of a time before 1970, or None for one no datetime can hold (a stored deadline of 1e308
+    reads as no deadline rather than failing every read of its job)."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 _LAST_ISO_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z

@@ -5,19 +5,22 @@ from __future__ import annotations
 import hmac
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
-import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from relay.errors import BadRequest, Forbidden, PayloadTooLarge, RelayError, Unauthorized
+from relay.jsoncodec import dumps
 
 if TYPE_CHECKING:
     from relay.app import Services
 
 __all__ = [
     "MAX_LIST_LIMIT",
+    "RawPathRoute",
     "authorize",
     "error_response",
     "headers_of",
@@ -25,6 +28,7 @@ __all__ = [
     "page",
     "read_body",
     "receive_body",
+    "row_id",
     "send_json",
     "services",
 ]
@@ -33,12 +37,12 @@ MAX_LIST_LIMIT = 500
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status_code, headers, media_type="application/json")
+    return Response(dumps(content), status_code, headers, media_type="application/json")
 
 
 async def send_json(send: Send, content: Any) -> None:
     """A 200 JSON answer sent as ASGI messages, for a handler that is a plain ASGI app."""
-    body = orjson.dumps(content)
+    body = dumps(content)
     await send(
         {
             "type": "http.response.start",
@@ -56,14 +60,24 @@ def error_response(exc: RelayError) -> Response:
 def page(request: Request) -> tuple[int, int | None]:
     """`?limit=` (default 50) and `?cursor=` of a list request: the page size and the id to start below."""
     params = request.query_params
-    try:
-        limit = int(params.get("limit", "50"))
-        before = int(params["cursor"]) if params.get("cursor") else None
-    except ValueError:
-        raise BadRequest("limit and cursor must be integers from an earlier answer", "bad_cursor") from None
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise BadRequest(f"limit must be from 1 to {MAX_LIST_LIMIT}", "bad_limit")
+    limit = row_id(params.get("limit", "50"))
+    if limit is None or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}", "bad_limit")
+    cursor = params.get("cursor") or None
+    before = None if cursor is None else row_id(cursor)
+    if cursor is not None and before is None:
+        raise BadRequest("cursor must be the next_cursor of an earlier answer", "bad_cursor")
     return limit, before
+
+
+_MAX_ROW_ID = 2**63 - 1  # the largest integer the databases store
+
+
+def row_id(text: str) -> int | None:
+    """A non-negative integer written in ASCII digits that a database can hold, else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > _MAX_ROW_ID:
+        return None
+    return int(text)
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -79,6 +93,40 @@ def status_filter(request: Request, statuses: type[E]) -> E | None:
     except ValueError:
         known = ", ".join(s.value for s in statuses)
         raise BadRequest(f"unknown status {value!r} (one of {known})", "bad_status") from None
+
+
+class RawPathRoute(Route):
+    """A route whose `{params}` are matched on the raw path and then percent-decoded, so that a job ID holding
+    `/` (sent as `%2F`), `%`, `.` or `..` reads back exactly: on the decoded path `a%2Fb` would be two
+    segments, and `..` would be nothing a route could match."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        raw = _raw_route_path(scope) if scope["type"] == "http" else None
+        if raw is None:
+            return super().matches(scope)
+        found = self.path_regex.match(raw)
+        if found is None:
+            return Match.NONE, {}
+        try:
+            params = {k: unquote_to_bytes(v.encode("latin-1")).decode() for k, v in found.groupdict().items()}
+        except UnicodeDecodeError:  # no stored ID is invalid UTF-8, so no route here can find it
+            return Match.NONE, {}
+        child_scope = {"endpoint": self.endpoint, "path_params": {**scope.get("path_params", {}), **params}}
+        return (
+            Match.PARTIAL if self.methods and scope["method"] not in self.methods else Match.FULL
+        ), child_scope
+
+
+def _raw_route_path(scope: Scope) -> str | None:
+    """The request's path as sent (percent-escapes kept), less the root path, as Starlette's route path."""
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        return None
+    path = raw.partition(b"?")[0].decode("latin-1")  # some ASGI clients put the query in raw_path
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
 
 
 def services(request: Request) -> Services:
@@ -97,7 +145,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def receive_body(receive: Receive, limit: int, declared: str | None) -> bytes:
-    """`read_body` on the ASGI messages themselves; `declared` is the Content-Length header."""
+    """`read_body` on the ASGI messages themselves; `declared` is the Content-Length header.
+
+    A body still short `body_timeout_s` after its headers makes `receive` itself raise `RequestTimeout` (408,
+    relay/http_protocol.py): the server's sweep times it, so no timer is set here for each request.
+    """
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []

@@ -9,17 +9,17 @@ from starlette.routing import Route
 from relay.delivery import Deliverer
 from relay.errors import Conflict, NotFound
 from relay.models import Delivery, DeliveryStatus
-from relay.routes.common import authorize, json_response, page, services, status_filter
+from relay.routes.common import authorize, json_response, page, row_id, services, status_filter
 
 __all__ = ["routes"]
 
 
 def _delivery_id(request: Request) -> int:
     raw = request.path_params["id"]
-    number = raw.removeprefix("dlv_")
-    if not number.isascii() or not number.isdigit() or len(number) > 18:
+    number = row_id(raw.removeprefix("dlv_"))
+    if number is None:
         raise NotFound(f"no delivery {raw!r}", "unknown_delivery")
-    return int(number)
+    return number
 
 
 async def _delivery(request: Request) -> Delivery:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from relay.errors import RelayError
+from relay.errors import InternalError, RelayError
 from relay.routes.common import error_response, headers_of, receive_body, send_json
 
 if TYPE_CHECKING:
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CallbackEndpoint", "endpoint", "hook_params", "routes"]
 
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/hooks/"
 
@@ -56,6 +59,13 @@ class CallbackEndpoint:
             return
         except ClientDisconnect:  # the sender hung up before its body was complete: nothing to answer
             svc.metrics.callback(self._label(svc, source), "rejected", "client_disconnect").inc()
+            return
+        except Exception:  # a bug: the provider retries a 500, and the traceback tells us why
+            log.exception("callback for source %r failed", source)
+            svc.metrics.callback(self._label(svc, source), "rejected", "internal").inc()
+            await error_response(InternalError("relay could not store this callback; the error is logged"))(
+                scope, receive, send
+            )
             return
         svc.metrics.callback(source, "duplicate" if outcome.duplicate else "accepted").inc()
         svc.metrics.ingest_seconds.observe(time.perf_counter() - started)

@@ -6,7 +6,6 @@ import asyncio
 import re
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,13 +14,24 @@ from starlette.types import Receive
 from relay.delivery import Deliverer
 from relay.errors import BadRequest, NotFound
 from relay.hub import Waiter
-from relay.models import Job, Registration, Status
-from relay.providers.base import load_object
-from relay.routes.common import authorize, json_response, page, read_body, services, status_filter
+from relay.jsoncodec import dumps
+from relay.models import MAX_TIMEOUT_S, Job, Registration, Status
+from relay.providers.base import job_id_of, load_object
+from relay.routes.common import (
+    RawPathRoute,
+    authorize,
+    json_response,
+    page,
+    read_body,
+    services,
+    status_filter,
+)
 from relay.routes.subscriptions import check_subscriber_urls
 
 __all__ = ["routes"]
 
+# Each is checked (DNS included) before the job is stored and gets its own deliveries: a handful is plenty.
+MAX_JOB_SUBSCRIBERS = 20
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
 
 
@@ -79,7 +89,7 @@ def _job_body(job: Job) -> bytes:
     last = _last_encoded
     if last is not None and last[0] is job:
         return last[1]
-    body = orjson.dumps(job.to_public())
+    body = dumps(job.to_public())
     _last_encoded = (job, body)
     return body
 
@@ -140,23 +150,28 @@ def _registration(doc: dict[str, Any], sources: Any) -> Registration:
     unknown = set(doc) - {"source", "job_id", "timeout_s", "subscribers", "metadata"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", "bad_field")
-    source, job_id = doc.get("source"), doc.get("job_id")
+    source = doc.get("source")
     if not isinstance(source, str) or source not in sources:
         raise BadRequest(f"source {source!r} is not configured", "unknown_source")
-    if isinstance(job_id, int) and not isinstance(job_id, bool):
-        job_id = str(job_id)
-    if not isinstance(job_id, str) or not job_id or len(job_id) > 256:
-        raise BadRequest("job_id must be a non-empty string of at most 256 characters", "bad_job_id")
+    job_id = job_id_of(doc.get("job_id"), "/job_id")
     timeout_s = doc.get("timeout_s")
     if timeout_s is not None and (
-        isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not 0 < timeout_s <= MAX_TIMEOUT_S  # also refuses nan and inf
     ):
-        raise BadRequest("timeout_s must be a positive number of seconds", "bad_field")
+        raise BadRequest(
+            f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}", "bad_field"
+        )
     subscribers = doc.get("subscribers") or []
-    if not isinstance(subscribers, list) or not all(
-        isinstance(url, str) and url.startswith(("http://", "https://")) for url in subscribers
+    if (
+        not isinstance(subscribers, list)
+        or len(subscribers) > MAX_JOB_SUBSCRIBERS
+        or not all(isinstance(url, str) and url.startswith(("http://", "https://")) for url in subscribers)
     ):
-        raise BadRequest("subscribers must be a list of http(s) URLs", "bad_field")
+        raise BadRequest(
+            f"subscribers must be a list of at most {MAX_JOB_SUBSCRIBERS} http(s) URLs", "bad_field"
+        )
     metadata = doc.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise BadRequest("metadata must be an object", "bad_field")
@@ -185,5 +200,5 @@ async def list_jobs(request: Request) -> Response:
 routes = [
     Route("/v1/jobs", register_job, methods=["POST"]),
     Route("/v1/jobs", list_jobs, methods=["GET"]),
-    Route("/v1/jobs/{source}/{job_id}", get_job, methods=["GET"]),
+    RawPathRoute("/v1/jobs/{source}/{job_id}", get_job, methods=["GET"]),
 ]

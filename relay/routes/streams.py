@@ -5,22 +5,33 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from relay.errors import BadRequest, NotFound, ServiceUnavailable
+from relay.jsoncodec import dumps
 from relay.models import Event
-from relay.routes.common import authorize, json_response, services
+from relay.routes.common import RawPathRoute, authorize, json_response, row_id, services
 
 __all__ = ["routes"]
 
 _HEARTBEAT = b": heartbeat\n\n"
 
 
+# Line breaks to Python's str.splitlines (and some SSE clients), though not to the SSE spec: inside JSON they
+# can only stand in strings, where their escapes mean the same, so no client splits a message on them.
+_LINE_BREAKS_BEYOND_SSE = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
+
+
 def _sse(event: Event) -> bytes:
-    data = orjson.dumps(event.to_public())
+    data = dumps(event.to_public())
+    for raw, escaped in _LINE_BREAKS_BEYOND_SSE:
+        if raw in data:
+            data = data.replace(raw, escaped)
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), data)
 
 
@@ -29,8 +40,8 @@ async def job_events(request: Request) -> Response:
     svc = services(request)
     key = (request.path_params["source"], request.path_params["job_id"])
     authorize(request, key)
-    last = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0"
-    if not last.isdigit():
+    last = row_id(request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0")
+    if last is None:
         raise BadRequest("Last-Event-ID must be an id this stream sent", "bad_last_event_id")
     if svc.hub.count >= svc.hub.max_waiters:
         raise ServiceUnavailable(f"too many waiters held ({svc.hub.max_waiters})", "too_many_waiters")
@@ -38,7 +49,7 @@ async def job_events(request: Request) -> Response:
     poll_s = min(heartbeat_s, svc.settings.waiter_poll_s)
 
     async def stream() -> AsyncIterator[bytes]:
-        after = int(last)
+        after = last
         # Subscribe before reading, so a change committed between the read and the wait still wakes us.
         async with svc.hub.subscribe(key) as waiter:
             quiet_since = time.monotonic()
@@ -71,6 +82,6 @@ async def job_callbacks(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/jobs/{source}/{job_id}/events", job_events, methods=["GET"]),
-    Route("/v1/jobs/{source}/{job_id}/callbacks", job_callbacks, methods=["GET"]),
+    RawPathRoute("/v1/jobs/{source}/{job_id}/events", job_events, methods=["GET"]),
+    RawPathRoute("/v1/jobs/{source}/{job_id}/callbacks", job_callbacks, methods=["GET"]),
 ]

@@ -53,7 +53,7 @@ async def create_subscription(request: Request) -> Response:
     url, source = doc.get("url"), doc.get("source")
     if not isinstance(url, str):
         raise BadRequest("url is required: the http(s) URL to deliver to", "bad_url")
-    if source is not None and source not in svc.settings.sources:
+    if source is not None and (not isinstance(source, str) or source not in svc.settings.sources):
         raise BadRequest(f"source {source!r} is not configured", "unknown_source")
     events = _events(doc.get("events"))
     await check_subscriber_urls(request, [url])

@@ -166,7 +166,7 @@ async def test_overdue_query_uses_the_open_deadline_index(relay: LiveRelay) -> N
 async def test_retention_purges_old_finished_jobs_only(relay: LiveRelay, clock: Clock) -> None:
     """Jobs finished more than retention_days ago go with their history; others stay."""
     await callback(relay, clock, "old", "succeeded")
-    await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "open", "timeout_s": 10**9})
+    await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "open", "timeout_s": 60 * 86_400})
     clock.advance(29 * 86_400)
     await callback(relay, clock, "recent", "failed")
     clock.advance(2 * 86_400)
