@@ -6,10 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TypeVar
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,44 +17,20 @@ from relay.delivery import Deliverer, delivery_client
 from relay.errors import InternalError, RelayError
 from relay.hub import Hub
 from relay.ingest import Ingestor
-from relay.loops import Loop, supervise
+from relay.loops import supervise
 from relay.metrics import Metrics
-from relay.providers import Provider, ProviderWarnings, build_provider, provider_client
+from relay.providers import ProviderWarnings, build_provider, provider_client
 from relay.routes import deliveries, hooks, jobs, ops, streams, subscriptions
 from relay.routes.common import error_response, json_response
+from relay.services import Services
 from relay.settings import Settings
-from relay.store import Store, open_store
+from relay.store import open_store
 from relay.sweeper import Sweeper
 from relay.tokens import Tokens
 
-__all__ = ["Services", "create_app"]
+__all__ = ["create_app"]
 
 _LOOP_GRACE_S = 5.0
-L = TypeVar("L", bound=Loop)
-
-
-@dataclass
-class Services:
-    """What handlers reach through `request.app.state.services`."""
-
-    settings: Settings
-    store: Store
-    hub: Hub
-    tokens: Tokens
-    metrics: Metrics
-    providers: dict[str, Provider]
-    ingestor: Ingestor
-    clock: Callable[[], float]
-    provider_http: httpx.AsyncClient
-    loops: list[Loop] = field(default_factory=list)
-
-    def loop(self, kind: type[L]) -> L:
-        """The running loop of a kind (tests drive its `run_once`)."""
-        return next(loop for loop in self.loops if isinstance(loop, kind))
-
-    def webhook_url(self, source: str) -> str:
-        """The URL a provider posts this source's callbacks to (with a token where the kind signs nothing)."""
-        return self.settings.webhook_url(source, self.tokens)
 
 
 class RelayApp(Starlette):
@@ -108,7 +81,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = await open_store(settings.database, synchronous=settings.sqlite_synchronous)
+        store = await open_store(settings.database)
         try:
             providers = {name: build_provider(source) for name, source in settings.sources.items()}
             hub = Hub(settings.max_waiters)
@@ -133,6 +106,7 @@ def create_app(
             delivery_http = delivery_client(settings)
             deliverer = Deliverer(settings, store, delivery_http, clock, services.metrics)
             services.loops.append(deliverer)
+            services.wake_deliverer = deliverer.wake
             services.ingestor.listeners.append(deliverer.wake)
             stop = asyncio.Event()
             # Supervised: a loop whose run dies is logged, restarted with backoff and reported by /healthz.

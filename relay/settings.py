@@ -17,6 +17,7 @@ from relay.backoff import DEFAULT_SCHEDULE_S
 from relay.errors import ConfigError
 from relay.models import MAX_TIMEOUT_S
 from relay.providers import KINDS, SourceConfig, build_provider, webhook_url
+from relay.store import parse_database_url
 from relay.tokens import Tokens
 
 __all__ = ["DEFAULT_CONFIG_PATH", "Settings", "config_path", "load_settings", "write_first_run_config"]
@@ -206,6 +207,7 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         raise ConfigError("secret_key: required (or secret_key_env, or RELAY_SECRET_KEY)")
     if values["sqlite_synchronous"] not in ("full", "normal"):
         raise ConfigError("sqlite_synchronous: expected 'full' or 'normal'")
+    values["database"] = _database_url(values["database"], values["sqlite_synchronous"])
     for key in (
         "max_body_bytes",
         "retention_days",
@@ -238,6 +240,18 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         raise ConfigError("sources: expected tables [sources.NAME]")
     values["sources"] = {name: _source(name, table, env) for name, table in sources.items()}
     return Settings(**values)
+
+
+def _database_url(url: str, sqlite_synchronous: str) -> str:
+    """The `database` URL, checked, with the older `sqlite_synchronous` key folded into its options (the URL's
+    own `?synchronous=` wins)."""
+    try:
+        parsed = parse_database_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"database: {exc}") from None
+    if parsed.scheme == "sqlite" and sqlite_synchronous != "full" and "synchronous" not in parsed.options:
+        return f"{url}{'&' if '?' in url else '?'}synchronous={sqlite_synchronous}"
+    return url
 
 
 def _check_delivery_settings(values: dict[str, Any]) -> None:

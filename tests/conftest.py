@@ -18,8 +18,9 @@ import pytest
 import uvicorn
 from standardwebhooks import Webhook
 
-from relay.app import Services, create_app
+from relay.app import create_app
 from relay.server import RelayServer
+from relay.services import Services
 from relay.settings import Settings, load_settings
 
 API_KEY = "test-api-key"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -16,7 +19,7 @@ from relay.errors import BadRequest, Forbidden, PayloadTooLarge, RelayError, Una
 from relay.jsoncodec import dumps
 
 if TYPE_CHECKING:
-    from relay.app import Services
+    from relay.services import Services
 
 __all__ = [
     "MAX_LIST_LIMIT",
@@ -25,6 +28,7 @@ __all__ = [
     "error_response",
     "headers_of",
     "json_response",
+    "next_cursor",
     "page",
     "read_body",
     "receive_body",
@@ -64,10 +68,32 @@ def page(request: Request) -> tuple[int, int | None]:
     if limit is None or not 1 <= limit <= MAX_LIST_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}", "bad_limit")
     cursor = params.get("cursor") or None
-    before = None if cursor is None else row_id(cursor)
+    before = None if cursor is None else _position(cursor)
     if cursor is not None and before is None:
         raise BadRequest("cursor must be the next_cursor of an earlier answer", "bad_cursor")
     return limit, before
+
+
+def next_cursor(positions: Sequence[int], limit: int) -> str | None:
+    """The `next_cursor` of a full page whose items stand at `positions` (None after the last page).
+
+    Opaque to clients, so that what a page position is (a row id today) may change with the backend."""
+    if len(positions) < limit:
+        return None
+    return base64.urlsafe_b64encode(b"%s%d" % (_CURSOR_PREFIX, positions[-1])).rstrip(b"=").decode()
+
+
+_CURSOR_PREFIX = b"r"
+
+
+def _position(cursor: str) -> int | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (ValueError, binascii.Error):  # not base64, or not ASCII at all
+        return None
+    if not raw.startswith(_CURSOR_PREFIX):
+        return None
+    return row_id(raw[len(_CURSOR_PREFIX) :].decode("latin-1"))
 
 
 _MAX_ROW_ID = 2**63 - 1  # the largest integer the databases store

@@ -6,10 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relay.delivery import Deliverer
 from relay.errors import Conflict, NotFound
 from relay.models import Delivery, DeliveryStatus
-from relay.routes.common import authorize, json_response, page, row_id, services, status_filter
+from relay.routes.common import authorize, json_response, next_cursor, page, row_id, services, status_filter
 
 __all__ = ["routes"]
 
@@ -44,8 +43,8 @@ async def list_deliveries(request: Request) -> Response:
         limit=limit,
         before=before,
     )
-    next_cursor = str(deliveries[-1].id) if len(deliveries) == limit else None
-    return json_response({"deliveries": [d.to_public() for d in deliveries], "next_cursor": next_cursor})
+    cursor = next_cursor([d.id for d in deliveries], limit)
+    return json_response({"deliveries": [d.to_public() for d in deliveries], "next_cursor": cursor})
 
 
 async def get_delivery(request: Request) -> Response:
@@ -66,7 +65,7 @@ async def retry_delivery(request: Request) -> Response:
     retried = await svc.store.retry_delivery(delivery.id, svc.clock())
     if retried is None:
         raise Conflict(f"{delivery.public_id} is being delivered now", "in_flight")
-    svc.loop(Deliverer).wake()
+    svc.wake_deliverer()
     return json_response(retried.to_public(), 202)
 
 

@@ -15,7 +15,7 @@ from relay.errors import InternalError, RelayError
 from relay.routes.common import error_response, headers_of, receive_body, send_json
 
 if TYPE_CHECKING:
-    from relay.app import Services
+    from relay.services import Services
 
 __all__ = ["CallbackEndpoint", "endpoint", "hook_params", "routes"]
 

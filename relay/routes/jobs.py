@@ -11,7 +11,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive
 
-from relay.delivery import Deliverer
 from relay.errors import BadRequest, NotFound
 from relay.hub import Waiter
 from relay.jsoncodec import dumps
@@ -21,6 +20,7 @@ from relay.routes.common import (
     RawPathRoute,
     authorize,
     json_response,
+    next_cursor,
     page,
     read_body,
     services,
@@ -139,7 +139,7 @@ async def register_job(request: Request) -> Response:
         registration, svc.clock(), source.timeout_s, source.reconcile_after_s
     )
     if job.final and registration.subscribers:  # a finished job's result may have been queued for new ones
-        svc.loop(Deliverer).wake()
+        svc.wake_deliverer()
     body = job.to_public()
     body["ticket"] = svc.tokens.ticket(job.source, job.job_id)
     body["webhook_url"] = svc.webhook_url(job.source)
@@ -193,8 +193,8 @@ async def list_jobs(request: Request) -> Response:
         limit=limit,
         before=before,
     )
-    next_cursor = str(jobs[-1].row_id) if len(jobs) == limit else None
-    return json_response({"jobs": [job.to_public() for job in jobs], "next_cursor": next_cursor})
+    cursor = next_cursor([job.row_id for job in jobs], limit)
+    return json_response({"jobs": [job.to_public() for job in jobs], "next_cursor": cursor})
 
 
 routes = [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import parse_qsl
 
 from relay.models import (
     AttemptResult,
@@ -20,7 +22,7 @@ from relay.models import (
     Subscription,
 )
 
-__all__ = ["Store", "open_store"]
+__all__ = ["DatabaseUrl", "Store", "open_store", "parse_database_url"]
 
 
 class Store(Protocol):
@@ -172,12 +174,49 @@ class Store(Protocol):
         ...
 
 
-async def open_store(url: str, *, synchronous: str = "full") -> Store:
-    """Open the backend for `url` (`sqlite:///path`); backends are imported lazily."""
-    if url.startswith("sqlite://"):
-        from relay.store.sqlite import SQLiteStore
+@dataclass(frozen=True, slots=True)
+class DatabaseUrl:
+    """A `database` URL taken apart: which backend, where, and its options (the URL's query)."""
 
-        return await SQLiteStore.open(
-            url.removeprefix("sqlite://").removeprefix("/") or "relay.db", synchronous=synchronous
-        )
-    raise ValueError(f"database: unsupported URL scheme in {url!r} (sqlite:///path)")
+    scheme: str
+    path: str
+    options: Mapping[str, str]
+
+
+# Per backend, each option and the values it takes.
+_OPTIONS: Mapping[str, Mapping[str, frozenset[str]]] = {
+    "sqlite": {"synchronous": frozenset({"full", "normal"})},
+}
+_FORMS = "sqlite:///relay.db, sqlite:////var/lib/relay/relay.db, sqlite:///relay.db?synchronous=normal"
+
+
+def parse_database_url(url: str) -> DatabaseUrl:
+    """`url` taken apart; a ValueError says what is wrong and which forms work."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in _OPTIONS:
+        # The scheme alone: the rest of a URL may hold a password.
+        what = f"scheme {scheme!r}" if sep else "URL without a scheme"
+        raise ValueError(f"unsupported database {what}: use {_FORMS}")
+    location, _, query = rest.partition("?")
+    # sqlite:///relay.db is relative, sqlite:////var/relay.db absolute: the third slash only ends the host.
+    path = location.removeprefix("/") or "relay.db"
+    options: dict[str, str] = {}
+    known = _OPTIONS[scheme]
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in known:
+            raise ValueError(f"unknown option {name!r} in database URL {url!r} (known: {', '.join(known)})")
+        if value not in known[name]:
+            raise ValueError(
+                f"{name}={value!r} in database URL {url!r}: expected {' or '.join(sorted(known[name]))}"
+            )
+        options[name] = value
+    return DatabaseUrl(scheme, path, options)
+
+
+async def open_store(url: str) -> Store:
+    """Open the backend for `url` (its options in the query, e.g. `sqlite:///relay.db?synchronous=normal`);
+    backends are imported lazily."""
+    database = parse_database_url(url)
+    from relay.store.sqlite import SQLiteStore
+
+    return await SQLiteStore.open(database.path, synchronous=database.options.get("synchronous", "full"))

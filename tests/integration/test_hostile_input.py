@@ -195,6 +195,7 @@ async def test_cli_escapes_control_characters_in_job_ids(tmp_path: Path) -> None
         ("POST", "/v1/subscriptions", {"url": "https://example.com/h", "source": {"a": 1}}, "unknown_source"),
         ("GET", "/v1/jobs?cursor=" + "9" * 20, None, "bad_cursor"),
         ("GET", "/v1/jobs?cursor=-1", None, "bad_cursor"),
+        ("GET", "/v1/jobs?cursor=5", None, "bad_cursor"),  # a bare row id: cursors are opaque
         ("GET", "/v1/jobs?cursor=%C2%B2", None, "bad_cursor"),  # a superscript two: a digit to str.isdigit
         ("GET", "/v1/jobs?limit=1e3", None, "bad_limit"),
         ("GET", "/v1/deliveries?cursor=" + "9" * 20, None, "bad_cursor"),
