@@ -1,4 +1,5 @@
-"""Domain types: jobs, callbacks and the job state machine. No I/O here."""
+"""Value types: jobs, callbacks, events, subscriptions and deliveries. No I/O here; what happens to a job
+is in relay/domain/jobs.py."""
 
 from __future__ import annotations
 
@@ -28,11 +29,9 @@ __all__ = [
     "Registration",
     "Status",
     "Subscription",
-    "Transition",
     "endpoint_of",
     "iso",
     "record",
-    "transition",
 ]
 
 
@@ -130,6 +129,7 @@ class Job:
     callbacks: int
     row_id: int = 0
     subscribers: tuple[str, ...] = ()
+    timeout_s: float | None = None  # its own, from its registration; None: its source's
 
     @property
     def final(self) -> bool:
@@ -180,33 +180,6 @@ class IngestOutcome:
     duplicate: bool
     changed: bool
     queued: int = 0  # deliveries the change queued for subscribers
-
-
-@record
-class Transition:
-    """What a callback does to a job: the new status (None: unchanged) and whether it arrived late."""
-
-    status: Status | None
-    late: bool = False
-
-    @property
-    def changed(self) -> bool:
-        return self.status is not None
-
-
-def transition(current: Status | None, incoming: Status) -> Transition:
-    """Apply a callback's status to a job's: final states are set once, never moved back.
-
-    A final status after `timed_out` is taken as late; everything else reaching a final job is a no-op.
-    """
-    if current is None or current in (Status.PENDING, Status.RUNNING):
-        if incoming.final:
-            return Transition(incoming)
-        # Non-final words (queued, starting, processing...) all mean "we heard from the provider".
-        return Transition(Status.RUNNING if current != Status.RUNNING else None)
-    if current == Status.TIMED_OUT and incoming.final and incoming != Status.TIMED_OUT:
-        return Transition(incoming, late=True)
-    return Transition(None)
 
 
 def iso(ts: float | None) -> str | None:

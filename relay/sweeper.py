@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
+from relay.domain.jobs import extended_deadline
 from relay.ingest import Ingestor
 from relay.loops import Loop
 from relay.models import Callback, Job
@@ -76,8 +77,8 @@ class Sweeper(Loop):
         provider = self._providers.get(job.source)
         if answer is not None and provider is not None:
             source = provider.source
-            deadline = min(now + source.timeout_s, job.created_at + source.max_deadline_s)
-            if deadline > now and await self._store.extend_deadline(job.source, job.job_id, deadline):
+            deadline = extended_deadline(job, now, source.timeout_s, source.max_deadline_s)
+            if deadline is not None and await self._store.extend_deadline(job.source, job.job_id, deadline):
                 return
         outcome = await self._store.time_out(job.source, job.job_id, now)
         if outcome is not None:

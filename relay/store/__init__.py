@@ -72,7 +72,8 @@ class Store(Protocol):
         ...
 
     async def overdue_jobs(self, now: float, limit: int) -> list[Job]:
-        """Open jobs whose deadline is at or before `now`, most overdue first (index-only: cost ~ overdue)."""
+        """Open jobs whose deadline is at or before `now`, most overdue first; asked every sweep, it should
+        cost what is overdue, not what is open."""
         ...
 
     async def reconcile_due(self, now: float, limit: int) -> list[Job]:

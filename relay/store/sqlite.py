@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 from importlib import resources
 from typing import Any
@@ -29,57 +27,26 @@ from relay.models import (
     Registration,
     Status,
     Subscription,
-    transition,
 )
 from relay.store import sqlite_deliveries
 from relay.store.group_commit import GroupCommitWriter, WriterConnection
-from relay.store.sqlite_deliveries import backfill, fan_out
+from relay.store.sqlite_jobs import JOB_COLUMNS, SELECT_JOB, ingest_callback, job_from_row, register_job
+from relay.store.sqlite_sweep import (
+    OVERDUE_SQL,
+    RECONCILE_DUE_SQL,
+    clear_reconcile,
+    extend_deadline,
+    purge_finished,
+    time_out,
+)
 
 __all__ = ["SQLiteStore"]
 
 # 2: subscriptions, deliveries, delivery_attempts. 3: callbacks and events keyed by the job's row.
 # 4: an event is the history entry that made it (no events table).
 SCHEMA_VERSION = 4
-_JOB_COLUMNS = (
-    "id, source, job_id, status, result, error, late, metadata, created_at, updated_at, "
-    "finished_at, deadline, callbacks, subscribers, timeout_s"
-)
-_SELECT_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE source = ? AND job_id = ?"
-_SELECT_JOB_BY_ROW = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
-
-
-def _job(row: Any) -> Job:
-    return Job(
-        row_id=row[0],
-        source=row[1],
-        job_id=row[2],
-        status=Status(row[3]),
-        result=None if row[4] is None else orjson.loads(row[4]),
-        error=row[5],
-        late=bool(row[6]),
-        metadata=orjson.loads(row[7]),
-        created_at=row[8],
-        updated_at=row[9],
-        finished_at=row[10],
-        deadline=row[11],
-        callbacks=row[12],
-        subscribers=tuple(orjson.loads(row[13])),
-    )
-
-
 # A job's rows of another table, found by its (source, job_id).
 _OF_JOB = "job_row = (SELECT id FROM jobs WHERE source = ? AND job_id = ?)"
-
-
-def new_event_id(now: float) -> str:
-    """`evt_` + 48 bits of milliseconds + 80 random bits (32 hex digits, as a uuid's): unique, and in time
-    order, so that new ids land at the end of whatever orders by them."""
-    # Uniqueness is all an event id needs (it is no secret), so no system call for the random part.
-    return f"evt_{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{random.getrandbits(80):020x}"
-
-
-def _dump(value: Any) -> bytes | None:
-    return None if value is None else orjson.dumps(value)
 
 
 # Reads in WAL mode never wait for a writer, only for brief moments (another connection's recovery or
@@ -127,6 +94,8 @@ class SQLiteStore:
             raise RuntimeError("the store is closed")
         return self._reader
 
+    # Jobs: SQL in sqlite_jobs.py.
+
     async def ingest(
         self,
         source: str,
@@ -135,7 +104,7 @@ class SQLiteStore:
         timeout_s: float,
         reconcile_after_s: float | None = None,
     ) -> IngestOutcome:
-        return await self.writer.run(_ingest, source, callback, now, timeout_s, reconcile_after_s)
+        return await self.writer.run(ingest_callback, source, callback, now, timeout_s, reconcile_after_s)
 
     async def register(
         self,
@@ -144,14 +113,14 @@ class SQLiteStore:
         timeout_s: float,
         reconcile_after_s: float | None = None,
     ) -> tuple[Job, bool]:
-        return await self.writer.run(_register, registration, now, timeout_s, reconcile_after_s)
+        return await self.writer.run(register_job, registration, now, timeout_s, reconcile_after_s)
 
     async def get_job(self, source: str, job_id: str) -> Job | None:
         # Every read is one call that runs its statement to the end on the reader's thread. A cursor left
         # open by a caller cancelled between execute and close (a client hanging up on a stream) would hold
         # the reader's snapshot, and every later read would miss what was committed since.
-        row = next(iter(await self._db.execute_fetchall(_SELECT_JOB, (source, job_id))), None)
-        return None if row is None else _job(row)
+        row = next(iter(await self._db.execute_fetchall(SELECT_JOB, (source, job_id))), None)
+        return None if row is None else job_from_row(row)
 
     async def list_jobs(
         self, *, source: str | None, status: Status | None, limit: int, before: int | None
@@ -162,9 +131,9 @@ class SQLiteStore:
                 clauses.append(clause)
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ?"
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ?"
         rows = await self._db.execute_fetchall(sql, (*params, limit))
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
         rows = await self._db.execute_fetchall(
@@ -185,34 +154,24 @@ class SQLiteStore:
         rows = await self._db.execute_fetchall("SELECT status, count(*) FROM jobs GROUP BY status")
         return {str(status): int(n) for status, n in rows}
 
-    async def overdue_jobs(self, now: float, limit: int) -> list[Job]:
-        from relay.store.sqlite_sweep import OVERDUE_SQL
+    # The sweeper's: SQL in sqlite_sweep.py.
 
-        return [_job(row) for row in await self._db.execute_fetchall(OVERDUE_SQL, (now, limit))]
+    async def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+        return [job_from_row(row) for row in await self._db.execute_fetchall(OVERDUE_SQL, (now, limit))]
 
     async def reconcile_due(self, now: float, limit: int) -> list[Job]:
-        from relay.store.sqlite_sweep import RECONCILE_DUE_SQL
-
-        return [_job(row) for row in await self._db.execute_fetchall(RECONCILE_DUE_SQL, (now, limit))]
+        return [job_from_row(row) for row in await self._db.execute_fetchall(RECONCILE_DUE_SQL, (now, limit))]
 
     async def time_out(self, source: str, job_id: str, now: float) -> IngestOutcome | None:
-        from relay.store.sqlite_sweep import time_out
-
         return await self.writer.run(time_out, source, job_id, now)
 
     async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:
-        from relay.store.sqlite_sweep import extend_deadline
-
         return await self.writer.run(extend_deadline, source, job_id, deadline)
 
     async def clear_reconcile(self, source: str, job_id: str) -> None:
-        from relay.store.sqlite_sweep import clear_reconcile
-
         await self.writer.run(clear_reconcile, source, job_id)
 
     async def purge_finished(self, before: float, limit: int) -> int:
-        from relay.store.sqlite_sweep import purge_finished
-
         return await self.writer.run_bulk(purge_finished, before, limit)
 
     # Subscriptions and deliveries: SQL in sqlite_deliveries.py.
@@ -380,204 +339,3 @@ UPDATE deliveries SET event_row = -(SELECT c.id FROM callbacks c WHERE c.event_i
 UPDATE deliveries SET event_row = -event_row WHERE event_row < 0;
 DROP INDEX callbacks_by_event_migrating; DROP TABLE events_v3;
 """
-
-
-_RECORD = (
-    "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (job_row, delivery_id) DO NOTHING"
-)
-_RECORD_WITH_EVENT = (
-    "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body, event_id, type, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_row, delivery_id) DO NOTHING"
-)
-
-
-def record_callback(
-    conn: sqlite3.Connection, job_row: int, cb: Callback, now: float, changed: Job | None = None
-) -> int | None:
-    """Keep one entry of a job's history; None when the job already has this delivery ID (a redelivery:
-    nothing is stored). When the callback changed the job (`changed` is the job as it now stands), the entry
-    is also the change's event, and its deliveries are queued in the same transaction (the outbox): the
-    answer is how many."""
-    if changed is None:
-        recorded = conn.execute(_RECORD, (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body))
-        return 0 if recorded.rowcount else None
-    event_id = new_event_id(now)
-    kind = Event.type_for(changed.status)
-    data = changed.to_public()
-    recorded = conn.execute(
-        _RECORD_WITH_EVENT,
-        (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body, event_id, kind, orjson.dumps(data)),
-    )
-    if not recorded.rowcount:
-        return None
-    assert recorded.lastrowid is not None
-    event = Event(recorded.lastrowid, event_id, changed.source, changed.job_id, kind, now, data)
-    return fan_out(conn, event, changed, now)
-
-
-def _ingest(
-    conn: sqlite3.Connection,
-    source: str,
-    cb: Callback,
-    now: float,
-    timeout_s: float,
-    reconcile_after_s: float | None,
-) -> IngestOutcome:
-    # Most callbacks are a job's first (many providers call back once, when it is done): try the insert first.
-    created = _create_job(conn, source, cb, now, timeout_s, reconcile_after_s)
-    if created is not None:
-        queued = record_callback(conn, created.row_id, cb, now, changed=created)  # no redelivery possible
-        return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
-    row = conn.execute(_SELECT_JOB, (source, cb.job_id)).fetchone()
-    before = _job(row)
-    step = transition(before.status, cb.status)
-    # The job as it will stand is made from what is about to be written rather than read back: one statement
-    # and one decode of the stored result fewer per callback.
-    if step.status is None:
-        job = replace(before, callbacks=before.callbacks + 1)
-    elif step.status.final:
-        job = replace(
-            before,
-            status=step.status,
-            late=step.late,
-            result=cb.result,
-            error=cb.error,
-            updated_at=now,
-            finished_at=now,
-            callbacks=before.callbacks + 1,
-        )
-    else:  # first word from the provider: a job without its own timeout is due a source timeout from now
-        job = replace(
-            before,
-            status=step.status,
-            updated_at=now,
-            callbacks=before.callbacks + 1,
-            deadline=now + timeout_s if row[14] is None else before.deadline,
-        )
-    queued = record_callback(conn, before.row_id, cb, now, changed=job if step.changed else None)
-    if queued is None:  # a redelivery: already kept, changes nothing
-        return IngestOutcome(before, duplicate=True, changed=False)
-    if step.status is None:
-        conn.execute("UPDATE jobs SET callbacks = callbacks + 1 WHERE id = ?", (before.row_id,))
-    elif step.status.final:
-        conn.execute(
-            "UPDATE jobs SET status = ?, late = ?, result = ?, error = ?, updated_at = ?,"
-            " finished_at = ?, callbacks = callbacks + 1 WHERE id = ?",
-            (step.status.value, step.late, _dump(cb.result), cb.error, now, now, before.row_id),
-        )
-    else:
-        conn.execute(
-            "UPDATE jobs SET status = ?, updated_at = ?, callbacks = callbacks + 1,"
-            " deadline = CASE WHEN timeout_s IS NULL THEN ? ELSE deadline END WHERE id = ?",
-            (step.status.value, now, now + timeout_s, before.row_id),
-        )
-    # Anything reaching a job already final (but a late result after timed_out) changes nothing.
-    return IngestOutcome(
-        job, duplicate=before.final and not step.changed, changed=step.changed, queued=queued
-    )
-
-
-def _create_job(
-    conn: sqlite3.Connection,
-    source: str,
-    cb: Callback,
-    now: float,
-    timeout_s: float,
-    reconcile_after_s: float | None,
-) -> Job | None:
-    """A job first heard of through a callback, final at once or running; None when it is already known."""
-    status = transition(None, cb.status).status
-    assert status is not None  # a job's first callback always changes it
-    final = status.final
-    # Not `RETURNING id`: a statement with RETURNING costs a third more than one read by `rowcount` and
-    # `lastrowid` (measured), and this is the biggest statement of the hottest path.
-    inserted = conn.execute(
-        "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at,"
-        " finished_at, deadline, reconcile_at, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-        " ON CONFLICT (source, job_id) DO NOTHING",
-        (
-            source,
-            cb.job_id,
-            status.value,
-            _dump(cb.result) if final else None,
-            cb.error if final else None,
-            now,
-            now,
-            now if final else None,
-            now + timeout_s,
-            _reconcile_at(now, reconcile_after_s, final),
-        ),
-    )
-    if not inserted.rowcount:
-        return None
-    row_id = inserted.lastrowid
-    assert row_id is not None
-    return Job(
-        source=source,
-        job_id=cb.job_id,
-        status=status,
-        result=cb.result if final else None,
-        error=cb.error if final else None,
-        late=False,
-        metadata={},
-        created_at=now,
-        updated_at=now,
-        finished_at=now if final else None,
-        deadline=now + timeout_s,
-        callbacks=1,
-        row_id=row_id,
-    )
-
-
-def _reconcile_at(now: float, reconcile_after_s: float | None, final: bool) -> float | None:
-    return None if reconcile_after_s is None or final else now + reconcile_after_s
-
-
-def _register(
-    conn: sqlite3.Connection,
-    reg: Registration,
-    now: float,
-    timeout_s: float,
-    reconcile_after_s: float | None,
-) -> tuple[Job, bool]:
-    row = conn.execute(_SELECT_JOB, (reg.source, reg.job_id)).fetchone()
-    if row is None:
-        row_id = conn.execute(
-            "INSERT INTO jobs (source, job_id, status, metadata, subscribers, timeout_s, created_at,"
-            " updated_at, deadline, reconcile_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                reg.source,
-                reg.job_id,
-                Status.PENDING.value,
-                orjson.dumps(reg.metadata),
-                orjson.dumps(list(reg.subscribers)),
-                reg.timeout_s,
-                now,
-                now,
-                now + (reg.timeout_s or timeout_s),
-                _reconcile_at(now, reconcile_after_s, False),
-            ),
-        ).lastrowid
-        return _job(conn.execute(_SELECT_JOB_BY_ROW, (row_id,)).fetchone()), True
-    job = _job(row)
-    subscribers = list(dict.fromkeys((*job.subscribers, *reg.subscribers)))
-    deadline = job.deadline
-    if reg.timeout_s is not None and not job.final:
-        deadline = job.created_at + reg.timeout_s
-    conn.execute(
-        "UPDATE jobs SET metadata = ?, subscribers = ?, timeout_s = COALESCE(?, timeout_s), deadline = ?,"
-        " updated_at = ? WHERE id = ?",
-        (
-            orjson.dumps({**job.metadata, **reg.metadata}),
-            orjson.dumps(subscribers),
-            reg.timeout_s,
-            deadline,
-            now,
-            job.row_id,
-        ),
-    )
-    merged = _job(conn.execute(_SELECT_JOB_BY_ROW, (job.row_id,)).fetchone())
-    # Subscribers added after the job finished still get its final event.
-    backfill(conn, merged, [url for url in reg.subscribers if url not in job.subscribers], now)
-    return merged, False

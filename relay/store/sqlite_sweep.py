@@ -3,39 +3,39 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 
-from relay.models import Callback, IngestOutcome, Status
-from relay.store.sqlite import _JOB_COLUMNS, _SELECT_JOB, _job, record_callback
+from relay.domain import jobs
+from relay.models import IngestOutcome
+from relay.store.sqlite_jobs import JOB_COLUMNS, SELECT_JOB, job_from_row, record_callback
 
 __all__ = ["clear_reconcile", "extend_deadline", "purge_finished", "time_out"]
 
 _OPEN = "status IN ('pending', 'running')"
 # INDEXED BY pins the partial indexes: the planner would otherwise pick jobs_by_status (every open job).
 OVERDUE_SQL = (
-    f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_deadline"
+    f"SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_deadline"
     f" WHERE {_OPEN} AND deadline <= ? ORDER BY deadline LIMIT ?"
 )
 RECONCILE_DUE_SQL = (
-    f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_reconcile"
+    f"SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_reconcile"
     f" WHERE reconcile_at IS NOT NULL AND {_OPEN} AND reconcile_at <= ? ORDER BY reconcile_at LIMIT ?"
 )
 
 
 def time_out(conn: sqlite3.Connection, source: str, job_id: str, now: float) -> IngestOutcome | None:
     """Mark the job timed_out if it is still open and overdue now; None when a callback got there first."""
-    row = conn.execute(_SELECT_JOB, (source, job_id)).fetchone()
-    if row is None or Status(row[3]).final or row[11] is None or row[11] > now:
+    row = conn.execute(SELECT_JOB, (source, job_id)).fetchone()
+    change = None if row is None else jobs.time_out(job_from_row(row), now)
+    if change is None:
         return None
+    job = change.job
     conn.execute(
-        "UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?, reconcile_at = NULL,"
-        " callbacks = callbacks + 1 WHERE id = ?",
-        (Status.TIMED_OUT.value, now, now, row[0]),
+        "UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?, reconcile_at = NULL, callbacks = ?"
+        " WHERE id = ?",
+        (job.status.value, job.updated_at, job.finished_at, job.callbacks, job.row_id),
     )
-    job = _job(conn.execute(_SELECT_JOB, (source, job_id)).fetchone())
-    sweep = Callback(job_id, Status.TIMED_OUT, f"sweep_{uuid.uuid4().hex}", b"{}", via="sweep")
-    queued = record_callback(conn, row[0], sweep, now, changed=job)  # a fresh delivery ID: always kept
-    return IngestOutcome(job, duplicate=False, changed=True, queued=queued or 0)
+    queued = record_callback(conn, job.row_id, jobs.time_out_entry(job), now, changed=job)  # always kept
+    return change.outcome(queued or 0)
 
 
 def extend_deadline(conn: sqlite3.Connection, source: str, job_id: str, deadline: float) -> bool:

@@ -1,4 +1,4 @@
-"""The job state machine, the public job object and timestamps."""
+"""The public job object and timestamps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from relay.models import FINAL_STATUSES, CallbackRecord, Event, Job, Status, Transition, iso, transition
+from relay.models import FINAL_STATUSES, CallbackRecord, Event, Job, Status, iso
 
 P, R, S, F, C, T = (
     Status.PENDING,
@@ -20,17 +20,6 @@ P, R, S, F, C, T = (
     Status.CANCELED,
     Status.TIMED_OUT,
 )
-NONE = Transition(None)
-
-# Every (current, incoming) pair: current None is a job first heard of by this callback.
-TABLE: dict[tuple[Status | None, Status], Transition] = {
-    **{(cur, inc): Transition(R) for cur in (None, P) for inc in (P, R)},
-    **{(R, inc): NONE for inc in (P, R)},
-    **{(cur, inc): Transition(inc) for cur in (None, P, R) for inc in (S, F, C, T)},
-    **{(cur, inc): NONE for cur in (S, F, C) for inc in Status},
-    **{(T, inc): NONE for inc in (P, R, T)},
-    **{(T, inc): Transition(inc, late=True) for inc in (S, F, C)},
-}
 
 JOB_KEYS = {
     "source",
@@ -48,55 +37,9 @@ JOB_KEYS = {
 }
 
 
-def test_the_table_covers_every_pair() -> None:
-    """The expected table below names every (current, incoming) pair once."""
-    assert set(TABLE) == {(cur, inc) for cur in [None, *Status] for inc in Status}
-
-
-@pytest.mark.parametrize(("current", "incoming"), sorted(TABLE, key=str))
-def test_transition_table(current: Status | None, incoming: Status) -> None:
-    """`transition` answers the contract's outcome for each (current, incoming) pair."""
-    assert transition(current, incoming) == TABLE[current, incoming]
-
-
-def test_transition_changed_says_whether_a_status_is_set() -> None:
-    """`Transition.changed` is true exactly when a new status is set."""
-    assert Transition(S).changed
-    assert not Transition(None).changed
-
-
 def test_final_statuses() -> None:
     """Succeeded, failed, canceled and timed_out are final; pending and running are not."""
     assert {s for s in Status if s.final} == FINAL_STATUSES == {S, F, C, T}
-
-
-@settings(max_examples=200, deadline=None)
-@given(start=st.sampled_from([None, *Status]), incoming=st.lists(st.sampled_from(list(Status)), max_size=30))
-def test_folding_callbacks_is_monotonic(start: Status | None, incoming: list[Status]) -> None:
-    """Final states never go back, are set once, and only a timed_out job takes one late override."""
-    current = start
-    late = False
-    overrides = 0
-    for status in incoming:
-        was = current
-        step = transition(current, status)
-        if step.late:
-            assert was == T and step.status in (S, F, C)
-        if step.status is not None:
-            assert step.status != was, "a transition that changes nothing must answer None"
-            if was is not None and was.final:
-                assert was == T and step.late, "only timed_out is overridden, and only as late"
-                overrides += 1
-            current = step.status
-            late = late or step.late
-        if was is not None and was.final:
-            assert current is not None and current.final, "a final job never goes back"
-        if step.status is None and was is not None:
-            assert current == was
-    assert overrides <= 1
-    assert late == (overrides == 1)
-    if late:
-        assert current in (S, F, C)
 
 
 def make_job(**changes: object) -> Job:
