@@ -1,4 +1,7 @@
-"""The deliverer: claims due deliveries under a lease, POSTs them signed, records attempts, plans retries."""
+"""The deliverer: claims due deliveries under a lease, POSTs them signed, records attempts.
+
+What an answer means for its delivery (delivered, retried when, dead) is decided by `relay.domain.outbox`.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import httpx
 
 from relay import signing
-from relay.backoff import next_attempt_at, retry_after_s
 from relay.breaker import Breakers
+from relay.domain.outbox import Answer, RetryPolicy, after_attempt, ended_at, endpoint_room
 from relay.loops import Loop
 from relay.metrics import Metrics
-from relay.models import AttemptResult, Claim, Delivery, DeliveryAttempt, DeliveryStatus
+from relay.models import AttemptResult, Claim, Delivery, DeliveryAttempt
 from relay.settings import Settings
 from relay.ssrf import DestinationBlocked, guarded_transport
 from relay.store import Store
@@ -25,7 +27,6 @@ __all__ = ["Deliverer", "delivery_client"]
 log = logging.getLogger(__name__)
 
 RESPONSE_HEAD_BYTES = 1024  # how much of each answer is kept with the attempt
-QUICK_FAILURE_S = 1.0  # a connection failing faster than this gets one immediate retry
 LEASE_MARGIN_S = 30.0  # a lease outlives the attempt's own timeout by this much
 USER_AGENT = "relay-webhooks/0.1"
 
@@ -42,15 +43,6 @@ def delivery_client(settings: Settings) -> httpx.AsyncClient:
         trust_env=False,
         headers={"user-agent": USER_AGENT},
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """What one POST came to."""
-
-    attempt: DeliveryAttempt
-    retry_after: str | None = None
-    quick_failure: bool = False  # the connection failed fast (not refused by the guard)
 
 
 class Deliverer(Loop):
@@ -73,6 +65,7 @@ class Deliverer(Loop):
     ) -> None:
         super().__init__(settings.delivery_poll_s, clock)
         self._settings = settings
+        self._policy = RetryPolicy.from_settings(settings)
         self._store = store
         self._http = http
         self._metrics = metrics
@@ -143,17 +136,14 @@ class Deliverer(Loop):
             await recording
             return 0
         per_endpoint = self._settings.endpoint_concurrency
-        room = self.breakers.limited(now, per_endpoint)
-        for endpoint, running in self._in_flight.items():
-            room[endpoint] = room.get(endpoint, per_endpoint) - running
-        blocked = [endpoint for endpoint, left in room.items() if left <= 0]
+        room, blocked = endpoint_room(self.breakers.limited(now, per_endpoint), self._in_flight, per_endpoint)
         claiming = asyncio.ensure_future(  # queued after the records: tasks start in creation order
             self._store.claim_deliveries(
                 now,
                 limit=free,
                 lease_s=self.lease_s,
                 per_endpoint=per_endpoint,
-                room={endpoint: left for endpoint, left in room.items() if left > 0},
+                room=room,
                 blocked=blocked,
             )
         )
@@ -198,14 +188,14 @@ class Deliverer(Loop):
         keys = [signing.decode_secret(secret) for secret in secrets]
         return " ".join(signing.sign(key, claim.delivery.event_id, timestamp, claim.body) for key in keys)
 
-    async def _post(self, claim: Claim, at: float) -> _Answer:
+    async def _post(self, claim: Claim, at: float) -> Answer:
         """POST once, bounded by `delivery_timeout_s` as a whole; network failures are answers, not raised."""
         delivery = claim.delivery
         timestamp = int(at)
         signature = self._signature(claim, timestamp)
         if signature is None:
             unsigned = "not sent: per-job subscribers are signed with signing_secret, which is not configured"
-            return _Answer(DeliveryAttempt(at, None, 0.0, unsigned))
+            return Answer(DeliveryAttempt(at, None, 0.0, unsigned))
         headers = {
             "content-type": "application/json",
             "webhook-id": delivery.event_id,
@@ -217,7 +207,7 @@ class Deliverer(Loop):
         retry_after: str | None = None
         head = b""
         error: str | None = None
-        quick = False
+        connection_failed = False
         started = time.monotonic()
         try:
             async with (
@@ -238,47 +228,25 @@ class Deliverer(Loop):
             )
         except httpx.ConnectError as exc:
             blocked = isinstance(exc.__cause__, DestinationBlocked)
-            quick = not blocked and time.monotonic() - started < QUICK_FAILURE_S
+            connection_failed = not blocked
             error = f"connection failed: {exc}" if not blocked else f"destination refused: {exc}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         latency_ms = (time.monotonic() - started) * 1000
         attempt = DeliveryAttempt(at, status, latency_ms, error, head[:RESPONSE_HEAD_BYTES])
-        return _Answer(attempt, retry_after, quick)
+        return Answer(attempt, retry_after, connection_failed)
 
-    def _judge(self, delivery: Delivery, answer: _Answer) -> AttemptResult:
-        """What the answer means for the delivery, its endpoint's breaker and its subscription."""
+    def _judge(self, delivery: Delivery, answer: Answer) -> AttemptResult:
+        """The answer's result for the delivery, counted by its endpoint's breaker and the metrics."""
+        result = after_attempt(delivery, answer, self._policy)
         attempt = answer.attempt
-        done = attempt.at + attempt.latency_ms / 1000
-        code = attempt.status_code
-        settings = self._settings
-        quick, disable = False, None
-        if code is not None and 200 <= code < 300:
-            status, when = DeliveryStatus.DELIVERED, None
-            self.breakers.succeeded(delivery.endpoint)
-        elif code == 410:  # the subscriber says it is gone for good
-            status, when = DeliveryStatus.DEAD, None
-            disable = "410 Gone"
-            self.breakers.succeeded(delivery.endpoint)
-        elif answer.quick_failure and not delivery.quick_retried:
-            status, when, quick = DeliveryStatus.RETRYING, done, True
-            self.breakers.failed(delivery.endpoint, done)
-        else:
-            when = next_attempt_at(
-                delivery.failures + 1, done, settings.retry_schedule_s, settings.retry_jitter
+        if self.breakers.answered(delivery.endpoint, attempt.status_code, ended_at(attempt)):
+            log.warning(
+                "endpoint %s failed %d times in a row: paused",
+                delivery.endpoint,
+                self._settings.circuit_failures,
             )
-            asked = retry_after_s(answer.retry_after, done) if code in (429, 503) else None
-            if when is not None and asked is not None:
-                when = done + min(asked, settings.retry_after_max_s)
-            status = DeliveryStatus.DEAD if when is None else DeliveryStatus.RETRYING
-            if code != 429:  # a throttling endpoint is alive: it is slowed by Retry-After, not paused
-                if self.breakers.failed(delivery.endpoint, done):
-                    log.warning(
-                        "endpoint %s failed %d times in a row: paused",
-                        delivery.endpoint,
-                        settings.circuit_failures,
-                    )
         if self._metrics is not None:
-            self._metrics.deliveries.labels(status.value).inc()
+            self._metrics.deliveries.labels(result.status.value).inc()
             self._metrics.delivery_seconds.observe(attempt.latency_ms / 1000)
-        return AttemptResult(delivery.id, delivery.attempts, attempt, status, when, quick, disable)
+        return result

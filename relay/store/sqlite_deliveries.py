@@ -14,8 +14,20 @@ from typing import Any
 
 import orjson
 
+from relay.domain.outbox import (
+    UNSETTLED_STATUSES,
+    Recipient,
+    Target,
+    backfill_targets,
+    backfilled_events,
+    candidate_window,
+    claimable,
+    dispatch,
+    recipient,
+    settlement_of,
+    targets_for,
+)
 from relay.models import (
-    FINAL_EVENT_TYPES,
     AttemptResult,
     Claim,
     Delivery,
@@ -40,7 +52,7 @@ __all__ = [
     "rotate_secret",
 ]
 
-_UNDELIVERED = "('pending', 'retrying', 'delivering')"
+_UNSETTLED = f"({', '.join(repr(status.value) for status in UNSETTLED_STATUSES)})"
 
 SUBSCRIPTION_COLUMNS = (
     "id, url, source, events, secret, previous_secret, previous_secret_until, created_at, disabled_at,"
@@ -58,15 +70,15 @@ GET_DELIVERY_SQL = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
 ATTEMPT_COLUMNS = "delivery_id, attempted_at, status_code, latency_ms, error, response"
 
 # Due rows in time order, skipping endpoints the deliverer cannot take more for, and any delivery with an
-# earlier one of the same job to the same target still undelivered (that is what keeps events in order).
+# earlier one of the same job to the same target still unsettled (that is what keeps events in order).
 _CANDIDATES_SQL = f"""
 SELECT d.id, d.endpoint FROM deliveries AS d INDEXED BY deliveries_due
-WHERE d.status IN {_UNDELIVERED} AND d.next_attempt_at <= ?
+WHERE d.status IN {_UNSETTLED} AND d.next_attempt_at <= ?
   AND d.endpoint NOT IN (SELECT value FROM json_each(?))
   AND NOT EXISTS (
       SELECT 1 FROM deliveries AS e INDEXED BY deliveries_by_job
       WHERE e.source = d.source AND e.job_id = d.job_id AND e.target = d.target
-        AND e.event_row < d.event_row AND e.status IN {_UNDELIVERED})
+        AND e.event_row < d.event_row AND e.status IN {_UNSETTLED})
 ORDER BY d.next_attempt_at, d.id
 LIMIT ?
 """
@@ -174,7 +186,7 @@ def create_subscription(
         "INSERT INTO subscriptions (id, url, source, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (sub_id, url, source, None if events is None else orjson.dumps(list(events)), secret, now),
     )
-    memo_of(conn).pop(_SUBSCRIPTIONS, None)
+    memo_of(conn).pop(_RECIPIENTS, None)
     return subscription_from_row(conn.execute(GET_SUBSCRIPTION_SQL, (sub_id,)).fetchone())
 
 
@@ -182,7 +194,7 @@ def delete_subscription(conn: sqlite3.Connection, sub_id: str, now: float) -> bo
     """Remove a subscription; its deliveries not yet sent are given up (they stay listed, as dead)."""
     if not conn.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount:
         return False
-    memo_of(conn).pop(_SUBSCRIPTIONS, None)
+    memo_of(conn).pop(_RECIPIENTS, None)
     _give_up(conn, sub_id, "subscription deleted", now)
     return True
 
@@ -206,7 +218,7 @@ def _disable(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> 
         "UPDATE subscriptions SET disabled_at = ?, disabled_reason = ? WHERE id = ? AND disabled_at IS NULL",
         (now, reason, sub_id),
     )
-    memo_of(conn).pop(_SUBSCRIPTIONS, None)
+    memo_of(conn).pop(_RECIPIENTS, None)
     _give_up(conn, sub_id, f"subscription disabled: {reason}", now)
 
 
@@ -224,26 +236,19 @@ def _give_up(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> 
 
 def fan_out(conn: sqlite3.Connection, event: Event, job: Job, now: float) -> int:
     """Queue `event` for every subscriber that wants it, due now; answer how many deliveries were made."""
-    rows: list[tuple[str | None, str, str]] = [  # (subscription id, url, target)
-        (sub_id, url, sub_id)
-        for sub_id, url, source, events in _enabled_subscriptions(conn)
-        if (source is None or source == job.source) and event.type in events
-    ]
-    if event.type in FINAL_EVENT_TYPES:
-        rows.extend((None, url, url) for url in job.subscribers)
-    return _insert(conn, [event], rows, now)
+    return _insert(conn, [event], targets_for(event.type, job, _recipients(conn)), now)
 
 
-_SUBSCRIPTIONS = "subscriptions"  # the memo's entry: [(id, url, source or None, event types)]
+_RECIPIENTS = "recipients"  # the memo's entry: every enabled subscription, as fan-out matches it
 
 
-def _enabled_subscriptions(conn: sqlite3.Connection) -> list[tuple[str, str, str | None, frozenset[str]]]:
+def _recipients(conn: sqlite3.Connection) -> list[Recipient]:
     """Every enabled subscription, read once per transaction (the writer's memo)."""
     memo = memo_of(conn)
-    held: list[tuple[str, str, str | None, frozenset[str]]] | None = memo.get(_SUBSCRIPTIONS)
+    held: list[Recipient] | None = memo.get(_RECIPIENTS)
     if held is None:
-        held = memo[_SUBSCRIPTIONS] = [
-            (sub_id, url, source, FINAL_EVENT_TYPES if events is None else frozenset(orjson.loads(events)))
+        held = memo[_RECIPIENTS] = [
+            recipient(sub_id, url, source, None if events is None else orjson.loads(events))
             for sub_id, url, source, events in conn.execute(
                 "SELECT id, url, source, events FROM subscriptions WHERE disabled_at IS NULL"
             )
@@ -253,27 +258,21 @@ def _enabled_subscriptions(conn: sqlite3.Connection) -> list[tuple[str, str, str
 
 def backfill(conn: sqlite3.Connection, job: Job, urls: Iterable[str], now: float) -> int:
     """Queue a final job's final event(s) for per-job subscribers added after it finished."""
-    targets = [(None, url, url) for url in urls]
-    if not job.final or not targets:
+    targets = backfill_targets(job, urls)
+    if not targets:
         return 0
-    marks = ", ".join("?" * len(FINAL_EVENT_TYPES))
     events = [
         Event(row[0], row[1], job.source, job.job_id, row[2], row[3], {})
         for row in conn.execute(
-            f"SELECT id, event_id, type, received_at FROM callbacks"
-            f" WHERE job_row = ? AND type IN ({marks}) ORDER BY id",
-            (job.row_id, *sorted(FINAL_EVENT_TYPES)),
+            "SELECT id, event_id, type, received_at FROM callbacks"
+            " WHERE job_row = ? AND event_id IS NOT NULL ORDER BY id",
+            (job.row_id,),
         )
     ]
-    return _insert(conn, events, targets, now)
+    return _insert(conn, backfilled_events(events), targets, now)
 
 
-def _insert(
-    conn: sqlite3.Connection,
-    events: Sequence[Event],
-    targets: Sequence[tuple[str | None, str, str]],
-    now: float,
-) -> int:
+def _insert(conn: sqlite3.Connection, events: Sequence[Event], targets: Sequence[Target], now: float) -> int:
     if not events or not targets:  # most events have no subscriber: no statement at all
         return 0
     before = conn.total_changes
@@ -314,46 +313,28 @@ def claim(
     """Take up to `limit` due deliveries for one attempt each, under a lease of `lease_s`.
 
     At most `room[endpoint]` (default `per_endpoint`) are taken per endpoint, none for `blocked` ones.
-    A delivery whose subscription is gone is given up here instead of being taken.
+    A delivery whose subscription or event is gone is given up here instead of being taken.
     """
-    window = max(4 * limit, 64)  # rows of endpoints already full are passed over; the next round skips them
-    taken: dict[str, int] = {}
-    ids: list[int] = []
-    for row_id, endpoint in conn.execute(_CANDIDATES_SQL, (now, orjson.dumps(list(blocked)), window)):
-        if len(ids) >= limit:
-            break
-        if taken.get(endpoint, 0) >= room.get(endpoint, per_endpoint):
-            continue
-        taken[endpoint] = taken.get(endpoint, 0) + 1
-        ids.append(row_id)
+    candidates = conn.execute(_CANDIDATES_SQL, (now, orjson.dumps(list(blocked)), candidate_window(limit)))
+    ids = claimable(candidates, limit=limit, per_endpoint=per_endpoint, room=room, blocked=blocked)
     claims: list[Claim] = []
-    events: dict[int, bytes | None] = {}
+    bodies: dict[int, bytes | None] = {}
     subscriptions: dict[str, Subscription | None] = {}
     for row_id in ids:
         delivery = delivery_from_row(conn.execute(_TAKE_SQL, (now + lease_s, now, row_id)).fetchone())
-        secrets: tuple[str, ...] = ()
+        subscription = None
         if delivery.subscription_id is not None:
             if delivery.subscription_id not in subscriptions:
                 row = conn.execute(GET_SUBSCRIPTION_SQL, (delivery.subscription_id,)).fetchone()
                 subscriptions[delivery.subscription_id] = None if row is None else subscription_from_row(row)
-            sub = subscriptions[delivery.subscription_id]
-            if sub is None or sub.disabled_at is not None:
-                _settle(
-                    conn,
-                    row_id,
-                    "dead",
-                    now,
-                    "subscription deleted" if sub is None else "subscription disabled",
-                )
-                continue
-            secrets = sub.secrets(now)
-        if delivery.event_row not in events:
-            events[delivery.event_row] = _body(conn, delivery.event_row)
-        body = events[delivery.event_row]
-        if body is None:
-            _settle(conn, row_id, "dead", now, "the event no longer exists")
-            continue
-        claims.append(Claim(delivery, body, secrets))
+            subscription = subscriptions[delivery.subscription_id]
+        if delivery.event_row not in bodies:
+            bodies[delivery.event_row] = _body(conn, delivery.event_row)
+        taken = dispatch(delivery, subscription, bodies[delivery.event_row], now)
+        if isinstance(taken, str):
+            _settle(conn, row_id, "dead", now, taken)
+        else:
+            claims.append(taken)
     return claims
 
 
@@ -385,7 +366,7 @@ def finish(conn: sqlite3.Connection, results: Sequence[AttemptResult]) -> list[b
 
 
 def _finish(conn: sqlite3.Connection, result: AttemptResult) -> bool:
-    attempt, status = result.attempt, result.status
+    attempt = result.attempt
     conn.execute(
         f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
         (
@@ -397,22 +378,20 @@ def _finish(conn: sqlite3.Connection, result: AttemptResult) -> bool:
             attempt.response,
         ),
     )
-    done = attempt.at + attempt.latency_ms / 1000
-    failed = status in (DeliveryStatus.RETRYING, DeliveryStatus.DEAD) and not result.quick
+    change = settlement_of(result)
     updated = conn.execute(
         "UPDATE deliveries SET status = ?, next_attempt_at = ?, updated_at = ?, last_status_code = ?,"
-        " last_error = ?, delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, failures = failures + ?,"
+        " last_error = ?, delivered_at = COALESCE(?, delivered_at), failures = failures + ?,"
         " quick_retried = MAX(quick_retried, ?) WHERE id = ? AND status = 'delivering' AND attempts = ?",
         (
-            status.value,
-            result.next_attempt_at,
-            done,
+            change.status.value,
+            change.next_attempt_at,
+            change.updated_at,
             attempt.status_code,
             attempt.error,
-            status == DeliveryStatus.DELIVERED,
-            done,
-            int(failed),
-            int(result.quick),
+            change.delivered_at,
+            change.failures_added,
+            int(change.quick_retried),
             result.delivery_id,
             result.token,
         ),
@@ -422,7 +401,7 @@ def _finish(conn: sqlite3.Connection, result: AttemptResult) -> bool:
             "SELECT subscription_id FROM deliveries WHERE id = ?", (result.delivery_id,)
         ).fetchone()
         if row is not None and row[0] is not None:
-            _disable(conn, row[0], result.disable_subscription, done)
+            _disable(conn, row[0], result.disable_subscription, change.updated_at)
     return bool(updated)
 
 

@@ -48,3 +48,16 @@ def test_stragglers_failing_while_paused_do_not_lengthen_the_pause() -> None:
     breakers.failed(EP, NOW)
     assert not breakers.failed(EP, NOW + 10)
     assert breakers.room(EP, NOW + 30, 4) == 1
+
+
+def test_answers_count_as_success_failure_or_nothing() -> None:
+    """A 2xx or 410 closes the breaker, a 429 counts for nothing, any other answer or none is a failure."""
+    breakers = Breakers(threshold=2, open_s=30, open_max_s=600)
+    assert not breakers.answered(EP, 500, NOW)
+    assert not breakers.answered(EP, 429, NOW)
+    assert breakers.answered(EP, None, NOW)
+    assert breakers.is_open(EP, NOW)
+    for code in (204, 410):
+        breakers.answered(EP, 302, NOW)
+        breakers.answered(EP, code, NOW)
+        assert breakers.room(EP, NOW + 30, 8) == 8
