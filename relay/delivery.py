@@ -125,32 +125,34 @@ class Deliverer(Loop):
     async def run_once(self, now: float) -> int:
         """Record ended attempts, claim what is due at `now` within the free room, and start those.
 
-        The records and the claim are queued to the store in that order and together, so they share one
-        transaction: a round costs one commit however many attempts ended since the last, and the claim sees
-        the deliveries just recorded (a job's next event can go at once). Answers how many were claimed.
+        The records go with the claim, in one store call: a round costs one transaction however many attempts
+        ended since the last, and the claim sees the deliveries just recorded (a job's next event can go at
+        once). Answers how many were claimed.
         """
         free = self._settings.delivery_concurrency - len(self._tasks)
         self._filled = False
-        recording = asyncio.ensure_future(self._record(self._take_settled()))
+        settled = self._take_settled()
         if free <= 0:
-            await recording
+            await self._record(settled)
             return 0
         per_endpoint = self._settings.endpoint_concurrency
         room, blocked = endpoint_room(self.breakers.limited(now, per_endpoint), self._in_flight, per_endpoint)
-        claiming = asyncio.ensure_future(  # queued after the records: tasks start in creation order
-            self._store.claim_deliveries(
+        try:
+            claims = await self._store.claim_deliveries(
                 now,
                 limit=free,
                 lease_s=self.lease_s,
                 per_endpoint=per_endpoint,
                 room=room,
                 blocked=blocked,
+                finished=settled,
             )
-        )
-        try:
-            claims = await claiming
-        finally:
-            await recording
+        except (
+            Exception
+        ):  # the loop backs off; the attempts' leases expire and they go again (same webhook-id)
+            if settled:
+                log.exception("recording %d delivery attempt(s) failed", len(settled))
+            raise
         self._filled = len(claims) == free
         started = time.monotonic()
         for claim in claims:

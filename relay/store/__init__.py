@@ -131,8 +131,10 @@ class Store(Protocol):
         per_endpoint: int,
         room: Mapping[str, int],
         blocked: Collection[str],
+        finished: Sequence[AttemptResult] = (),
     ) -> list[Claim]:
-        """Take due deliveries under a lease, in order per job and target, within per-endpoint room."""
+        """Record `finished` attempts (as `finish_deliveries` does), then take due deliveries under a lease,
+        in order per job and target, within per-endpoint room; one transaction: the claim sees the records."""
         ...
 
     async def finish_deliveries(self, results: Sequence[AttemptResult]) -> list[bool]:

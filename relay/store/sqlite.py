@@ -206,10 +206,12 @@ class SQLiteStore:
         per_endpoint: int,
         room: Mapping[str, int],
         blocked: Collection[str],
+        finished: Sequence[AttemptResult] = (),
     ) -> list[Claim]:
         return await self.writer.run(
             partial(
                 sqlite_deliveries.claim,
+                finished=list(finished),
                 limit=limit,
                 lease_s=lease_s,
                 per_endpoint=per_endpoint,

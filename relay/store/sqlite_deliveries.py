@@ -309,12 +309,15 @@ def claim(
     per_endpoint: int,
     room: Mapping[str, int],
     blocked: Collection[str],
+    finished: Sequence[AttemptResult] = (),
 ) -> list[Claim]:
-    """Take up to `limit` due deliveries for one attempt each, under a lease of `lease_s`.
+    """Record `finished` attempts, then take up to `limit` due deliveries for one attempt each, under a lease
+    of `lease_s`.
 
     At most `room[endpoint]` (default `per_endpoint`) are taken per endpoint, none for `blocked` ones.
     A delivery whose subscription or event is gone is given up here instead of being taken.
     """
+    finish(conn, finished)
     candidates = conn.execute(_CANDIDATES_SQL, (now, orjson.dumps(list(blocked)), candidate_window(limit)))
     ids = claimable(candidates, limit=limit, per_endpoint=per_endpoint, room=room, blocked=blocked)
     claims: list[Claim] = []

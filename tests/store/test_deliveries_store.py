@@ -126,6 +126,23 @@ async def test_a_job_reaches_a_target_in_event_order(store: Store) -> None:
     assert late.delivery.event_type == "job.succeeded"
 
 
+async def test_attempts_recorded_with_a_claim_free_the_next_event_in_that_claim(store: Store) -> None:
+    """A claim records the attempts handed to it first, in the same call: the job's next event, held behind
+    the one just delivered, is taken at once (a round costs one call to the store, whatever the backend)."""
+    await store.create_subscription(URL_A, None, None, SECRET, T0)
+    await store.register(Registration("demo", "j"), T0, TIMEOUT)
+    assert await store.time_out("demo", "j", T0 + TIMEOUT) is not None
+    await store.ingest("demo", callback("j", Status.SUCCEEDED), T0 + TIMEOUT + 1, TIMEOUT)
+    now = T0 + TIMEOUT + 2
+    (first,) = await claim(store, now)
+    assert await claim(store, now) == []  # the late result waits behind the time-out in flight
+    delivered = AttemptResult(first.delivery.id, first.delivery.attempts, OK, DeliveryStatus.DELIVERED)
+    (late,) = await claim(store, now, finished=[delivered])
+    assert late.delivery.event_type == "job.succeeded"
+    (recorded,) = (d for d in await store.list_deliveries() if d.id == first.delivery.id)
+    assert recorded.status == DeliveryStatus.DELIVERED and len(recorded.history) == 1
+
+
 async def test_order_is_per_target(store: Store) -> None:
     """One target's failing delivery does not hold back another target's deliveries of the same job."""
     await store.create_subscription(URL_A, None, None, SECRET, T0)
