@@ -20,7 +20,7 @@ from relay.metrics import Metrics
 from relay.models import AttemptResult, Claim, Delivery, DeliveryAttempt
 from relay.settings import Settings
 from relay.ssrf import DestinationBlocked, guarded_transport
-from relay.store import Store
+from relay.store import OutboxStore
 
 __all__ = ["Deliverer", "delivery_client"]
 
@@ -58,7 +58,7 @@ class Deliverer(Loop):
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: OutboxStore,
         http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,

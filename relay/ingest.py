@@ -9,7 +9,7 @@ from relay.errors import NotFound, Unauthorized
 from relay.hub import Hub
 from relay.models import Callback, IngestOutcome
 from relay.providers import Provider, SourceConfig
-from relay.store import Store
+from relay.store import JobStore
 from relay.tokens import Tokens
 
 __all__ = ["Ingestor"]
@@ -21,7 +21,7 @@ class Ingestor:
     def __init__(
         self,
         providers: Mapping[str, Provider],
-        store: Store,
+        store: JobStore,
         hub: Hub,
         tokens: Tokens,
         clock: Callable[[], float] = time.time,

@@ -15,7 +15,7 @@ from relay.loops import Loop
 from relay.models import Callback, Job
 from relay.providers import Provider
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import JobStore
 
 __all__ = ["Sweeper"]
 
@@ -35,7 +35,7 @@ class Sweeper(Loop):
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: JobStore,
         providers: Mapping[str, Provider],
         ingestor: Ingestor,
         http: httpx.AsyncClient,

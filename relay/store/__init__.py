@@ -22,11 +22,12 @@ from relay.models import (
     Subscription,
 )
 
-__all__ = ["DatabaseUrl", "Store", "open_store", "parse_database_url"]
+__all__ = ["DatabaseUrl", "JobStore", "OutboxStore", "Store", "open_store", "parse_database_url"]
 
 
-class Store(Protocol):
-    """What relay needs from a database. Time is passed in (`now`), never read inside."""
+class JobStore(Protocol):
+    """Jobs and their history: what ingest, the API's job reads and the sweeper need. Time is passed in
+    (`now`), never read inside."""
 
     async def ingest(
         self,
@@ -96,7 +97,9 @@ class Store(Protocol):
         """Delete up to `limit` jobs finished before `before` with their history; answer how many."""
         ...
 
-    # --- subscriptions and deliveries (SQLite: relay/store/sqlite_deliveries.py)
+
+class OutboxStore(Protocol):
+    """Subscriptions and the deliveries queued for them: what the deliverer and its API need."""
 
     async def create_subscription(
         self, url: str, source: str | None, events: Sequence[str] | None, secret: str, now: float
@@ -165,6 +168,10 @@ class Store(Protocol):
     async def recover_deliveries(self, now: float) -> int:
         """Make deliveries in flight in a process that is gone due again; answer how many."""
         ...
+
+
+class Store(JobStore, OutboxStore, Protocol):
+    """A database: both halves, opened and closed as one, with one health check."""
 
     async def ping(self) -> None:
         """Raise unless the database takes reads and writes now, without waiting for a lock:
