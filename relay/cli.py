@@ -1,8 +1,9 @@
-"""The `relay` command: serve, check-config, source-url, deliveries."""
+"""The `relay` command: serve, migrate, check-config, source-url, deliveries."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 from relay.errors import ConfigError
 from relay.providers import webhook_url
 from relay.settings import DEFAULT_CONFIG_PATH, Settings, config_path, load_settings, write_first_run_config
+from relay.store import migrate_database
 from relay.tokens import Tokens
 
 __all__ = ["main"]
@@ -73,6 +75,21 @@ def serve(config: Path | None, host: str | None, port: int | None, access_log: b
             err=True,
         )
     serve_app(settings, access_log=access_log)
+
+
+@main.command()
+@_config_option
+def migrate(config: Path | None) -> None:
+    """Apply the database's pending schema migrations (`serve` also applies them when it starts)."""
+    settings = _load(config)
+    try:
+        applied = migrate_database(settings.database)
+    except (RuntimeError, sqlite3.Error) as exc:
+        raise click.ClickException(f"migrate: {exc}") from None
+    for number in applied:
+        click.echo(f"applied migration {number:04d}")
+    if not applied:
+        click.echo("the database is up to date: nothing to apply")
 
 
 @main.command("check-config")

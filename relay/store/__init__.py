@@ -22,7 +22,15 @@ from relay.models import (
     Subscription,
 )
 
-__all__ = ["DatabaseUrl", "JobStore", "OutboxStore", "Store", "open_store", "parse_database_url"]
+__all__ = [
+    "DatabaseUrl",
+    "JobStore",
+    "OutboxStore",
+    "Store",
+    "migrate_database",
+    "open_store",
+    "parse_database_url",
+]
 
 
 class JobStore(Protocol):
@@ -230,3 +238,11 @@ async def open_store(url: str) -> Store:
     from relay.store.sqlite import SQLiteStore
 
     return await SQLiteStore.open(database.path, synchronous=database.options.get("synchronous", "full"))
+
+
+def migrate_database(url: str) -> list[int]:
+    """Apply the pending schema migrations to the database at `url`; answer the numbers applied, in order."""
+    database = parse_database_url(url)
+    from relay.store.sqlite import migrate_file
+
+    return migrate_file(database.path, database.options.get("synchronous", "full"))

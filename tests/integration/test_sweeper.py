@@ -151,7 +151,7 @@ async def test_background_sweeper_times_out_within_an_interval(tmp_path: Path) -
 
 async def test_overdue_query_uses_the_open_deadline_index(relay: LiveRelay) -> None:
     """The sweep reads only open jobs through their deadline index, so its cost follows the overdue count."""
-    from relay.store.sqlite_sweep import OVERDUE_SQL, RECONCILE_DUE_SQL
+    from relay.store.sqlite.jobs import OVERDUE_SQL, RECONCILE_DUE_SQL
 
     path = relay.settings.database.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.store.group_commit import GroupCommitWriter, WriterConnection, memo_of
+from relay.store.sqlite.writer import GroupCommitWriter, WriterConnection, memo_of
 
 
 @pytest.fixture

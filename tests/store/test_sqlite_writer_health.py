@@ -12,7 +12,7 @@ import pytest
 
 from relay.errors import ServiceUnavailable
 from relay.store.sqlite import SQLiteStore
-from relay.store.writer_health import unavailable
+from relay.store.sqlite.health import unavailable
 from tests.conftest import wait_for
 
 

@@ -69,6 +69,8 @@ async def test_either_scheme_verifies_a_mixed_source() -> None:
         "v1," + V1A[4:],  # the ed25519 signature under the HMAC version
         V1,  # an HMAC entry, and the source has no secret
     ],
+    # Named, not by value: one is made with a fresh key, and parallel workers must collect the same tests.
+    ids=["tampered", "another-key", "another-timestamp", "another-id", "not-base64", "as-v1", "hmac-entry"],
 )
 async def test_wrong_v1a_signatures_are_refused(signature: str) -> None:
     """Tampered, foreign-key, wrong-content or malformed v1a entries: 401 bad_signature."""

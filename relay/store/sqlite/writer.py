@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from relay.errors import ServiceUnavailable
-from relay.store.writer_health import BUSY, WriterHealth, is_busy, unavailable
+from relay.store.sqlite.health import BUSY, WriterHealth, is_busy, unavailable
 
 __all__ = ["GroupCommitWriter", "WriterConnection", "memo_of"]
 

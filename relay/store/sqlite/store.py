@@ -6,7 +6,6 @@ import asyncio
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from functools import partial
-from importlib import resources
 from typing import Any
 
 import aiosqlite
@@ -28,23 +27,23 @@ from relay.models import (
     Status,
     Subscription,
 )
-from relay.store import sqlite_deliveries
-from relay.store.group_commit import GroupCommitWriter, WriterConnection
-from relay.store.sqlite_jobs import JOB_COLUMNS, SELECT_JOB, ingest_callback, job_from_row, register_job
-from relay.store.sqlite_sweep import (
+from relay.store.sqlite import outbox, reads, subscriptions
+from relay.store.sqlite.jobs import (
     OVERDUE_SQL,
     RECONCILE_DUE_SQL,
     clear_reconcile,
     extend_deadline,
+    ingest_callback,
     purge_finished,
+    register_job,
     time_out,
 )
+from relay.store.sqlite.migrations import migrate
+from relay.store.sqlite.reads import JOB_COLUMNS, SELECT_JOB, job_from_row
+from relay.store.sqlite.writer import GroupCommitWriter, WriterConnection
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SQLiteStore", "migrate_file"]
 
-# 2: subscriptions, deliveries, delivery_attempts. 3: callbacks and events keyed by the job's row.
-# 4: an event is the history entry that made it (no events table).
-SCHEMA_VERSION = 4
 # A job's rows of another table, found by its (source, job_id).
 _OF_JOB = "job_row = (SELECT id FROM jobs WHERE source = ? AND job_id = ?)"
 
@@ -61,6 +60,16 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
     # Checkpoint the WAL every ~32 MB instead of every 4 MB: fewer pauses in the writer, same durability.
     conn.execute("PRAGMA wal_autocheckpoint = 8192")
+
+
+def migrate_file(path: str, synchronous: str = "full") -> list[int]:
+    """Apply the pending migrations to the database at `path` (created if missing); answer their numbers."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        _configure(conn, synchronous)
+        return migrate(conn)
+    finally:
+        conn.close()
 
 
 class SQLiteStore:
@@ -85,7 +94,7 @@ class SQLiteStore:
             self.path, isolation_level=None, check_same_thread=False, factory=WriterConnection
         )
         _configure(conn, self._synchronous)
-        _migrate(conn)
+        migrate(conn)
         return conn
 
     @property
@@ -94,7 +103,7 @@ class SQLiteStore:
             raise RuntimeError("the store is closed")
         return self._reader
 
-    # Jobs: SQL in sqlite_jobs.py.
+    # Jobs: SQL in jobs.py.
 
     async def ingest(
         self,
@@ -154,7 +163,7 @@ class SQLiteStore:
         rows = await self._db.execute_fetchall("SELECT status, count(*) FROM jobs GROUP BY status")
         return {str(status): int(n) for status, n in rows}
 
-    # The sweeper's: SQL in sqlite_sweep.py.
+    # The sweeper's: SQL in jobs.py.
 
     async def overdue_jobs(self, now: float, limit: int) -> list[Job]:
         return [job_from_row(row) for row in await self._db.execute_fetchall(OVERDUE_SQL, (now, limit))]
@@ -174,28 +183,28 @@ class SQLiteStore:
     async def purge_finished(self, before: float, limit: int) -> int:
         return await self.writer.run_bulk(purge_finished, before, limit)
 
-    # Subscriptions and deliveries: SQL in sqlite_deliveries.py.
+    # Subscriptions and deliveries: SQL in subscriptions.py, outbox.py and reads.py.
 
     async def create_subscription(
         self, url: str, source: str | None, events: Sequence[str] | None, secret: str, now: float
     ) -> Subscription:
-        return await self.writer.run(sqlite_deliveries.create_subscription, url, source, events, secret, now)
+        return await self.writer.run(subscriptions.create_subscription, url, source, events, secret, now)
 
     async def list_subscriptions(self) -> list[Subscription]:
-        rows = await self._db.execute_fetchall(sqlite_deliveries.LIST_SUBSCRIPTIONS_SQL)
-        return [sqlite_deliveries.subscription_from_row(row) for row in rows]
+        rows = await self._db.execute_fetchall(reads.LIST_SUBSCRIPTIONS_SQL)
+        return [reads.subscription_from_row(row) for row in rows]
 
     async def get_subscription(self, sub_id: str) -> Subscription | None:
-        rows = list(await self._db.execute_fetchall(sqlite_deliveries.GET_SUBSCRIPTION_SQL, (sub_id,)))
-        return sqlite_deliveries.subscription_from_row(rows[0]) if rows else None
+        rows = list(await self._db.execute_fetchall(reads.GET_SUBSCRIPTION_SQL, (sub_id,)))
+        return reads.subscription_from_row(rows[0]) if rows else None
 
     async def delete_subscription(self, sub_id: str, now: float) -> bool:
-        return await self.writer.run_bulk(sqlite_deliveries.delete_subscription, sub_id, now)
+        return await self.writer.run_bulk(subscriptions.delete_subscription, sub_id, now)
 
     async def rotate_subscription_secret(
         self, sub_id: str, secret: str, now: float, overlap_s: float
     ) -> Subscription | None:
-        return await self.writer.run(sqlite_deliveries.rotate_secret, sub_id, secret, now, overlap_s)
+        return await self.writer.run(subscriptions.rotate_secret, sub_id, secret, now, overlap_s)
 
     async def claim_deliveries(
         self,
@@ -210,7 +219,7 @@ class SQLiteStore:
     ) -> list[Claim]:
         return await self.writer.run(
             partial(
-                sqlite_deliveries.claim,
+                outbox.claim,
                 finished=list(finished),
                 limit=limit,
                 lease_s=lease_s,
@@ -222,7 +231,7 @@ class SQLiteStore:
         )
 
     async def finish_deliveries(self, results: Sequence[AttemptResult]) -> list[bool]:
-        return await self.writer.run(sqlite_deliveries.finish, list(results))
+        return await self.writer.run(outbox.finish, list(results))
 
     async def list_deliveries(
         self,
@@ -234,7 +243,7 @@ class SQLiteStore:
         limit: int = 50,
         before: int | None = None,
     ) -> list[Delivery]:
-        sql, params = sqlite_deliveries.list_deliveries_sql(
+        sql, params = reads.list_deliveries_sql(
             status=None if status is None else status.value,
             source=source,
             job_id=job_id,
@@ -245,7 +254,7 @@ class SQLiteStore:
         return await self._with_attempts(await self._db.execute_fetchall(sql, params))
 
     async def get_delivery(self, delivery_id: int) -> Delivery | None:
-        rows = await self._db.execute_fetchall(sqlite_deliveries.GET_DELIVERY_SQL, (delivery_id,))
+        rows = await self._db.execute_fetchall(reads.GET_DELIVERY_SQL, (delivery_id,))
         found = await self._with_attempts(rows)
         return found[0] if found else None
 
@@ -253,16 +262,16 @@ class SQLiteStore:
         rows = list(rows)
         history: dict[int, list[DeliveryAttempt]] = {row[0]: [] for row in rows}
         if rows:
-            sql = sqlite_deliveries.attempts_sql(len(rows))
+            sql = reads.attempts_sql(len(rows))
             for attempt in await self._db.execute_fetchall(sql, list(history)):
-                history[attempt[0]].append(sqlite_deliveries.attempt_from_row(attempt))
-        return [sqlite_deliveries.delivery_from_row(row, history[row[0]]) for row in rows]
+                history[attempt[0]].append(reads.attempt_from_row(attempt))
+        return [reads.delivery_from_row(row, history[row[0]]) for row in rows]
 
     async def retry_delivery(self, delivery_id: int, now: float) -> Delivery | None:
-        return await self.writer.run(sqlite_deliveries.retry, delivery_id, now)
+        return await self.writer.run(outbox.retry, delivery_id, now)
 
     async def recover_deliveries(self, now: float) -> int:
-        return await self.writer.run_bulk(sqlite_deliveries.recover, now)
+        return await self.writer.run_bulk(outbox.recover, now)
 
     async def ping(self) -> None:
         self.writer.probe()
@@ -280,64 +289,3 @@ class SQLiteStore:
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(f"the database is at schema {version}, newer than this relay ({SCHEMA_VERSION})")
-    if version == SCHEMA_VERSION:
-        return
-    # schema.sql creates what is missing (IF NOT EXISTS). Around it, an earlier database moves its tables
-    # aside and brings their rows back: before 3, callbacks and events were keyed by (source, job_id); before
-    # 4, events had a table of their own.
-    schema = resources.files("relay.store").joinpath("schema.sql").read_text()
-    before, after = "", ""
-    if 0 < version < 3:
-        before, after = _BEFORE_V3, _AFTER_V3 + _AFTER_V4
-    elif version == 3:
-        before, after = _BEFORE_V4, _AFTER_V4
-    conn.executescript(f"BEGIN; {before} {schema}; {after} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-
-
-_BEFORE_V3 = """
-DROP INDEX callbacks_by_job; ALTER TABLE callbacks RENAME TO callbacks_v2;
-DROP INDEX events_by_job; ALTER TABLE events RENAME TO events_v2;
-"""
-_AFTER_V3 = """
-INSERT INTO callbacks (id, job_row, delivery_id, received_at, status, via, body)
-    SELECT c.id, j.id, c.delivery_id, c.received_at, c.status, c.via, c.body
-    FROM callbacks_v2 c JOIN jobs j ON j.source = c.source AND j.job_id = c.job_id ORDER BY c.id;
-CREATE TABLE events_v3 AS
-    SELECT e.id, e.event_id, j.id AS job_row, e.type, e.created_at, e.data
-    FROM events_v2 e JOIN jobs j ON j.source = e.source AND j.job_id = e.job_id;
-DROP TABLE callbacks_v2; DROP TABLE events_v2;
-"""
-_BEFORE_V4 = """
-DROP INDEX events_by_job; ALTER TABLE events RENAME TO events_v3;
-ALTER TABLE callbacks ADD COLUMN event_id TEXT; ALTER TABLE callbacks ADD COLUMN type TEXT;
-ALTER TABLE callbacks ADD COLUMN data BLOB;
-"""
-# Each event was written with the history entry that caused it, at the same instant: it joins that entry.
-# An event with no such entry (none is known) is kept as an entry of its own, so nothing is lost. Queued
-# deliveries then point at the entry that holds their event (through negative numbers, so that no row
-# collides with another's old number on the way).
-# (Correlated subqueries rather than UPDATE ... FROM, which SQLite before 3.33 lacks.)
-_AFTER_V4 = """
-CREATE INDEX events_v3_by_entry ON events_v3 (job_row, created_at);
-UPDATE callbacks SET (event_id, type, data) = (
-        SELECT e.event_id, e.type, e.data FROM events_v3 e
-        WHERE e.job_row = callbacks.job_row AND e.created_at = callbacks.received_at ORDER BY e.id LIMIT 1)
-    WHERE EXISTS (SELECT 1 FROM events_v3 e
-        WHERE e.job_row = callbacks.job_row AND e.created_at = callbacks.received_at);
-CREATE INDEX callbacks_by_event_migrating ON callbacks (event_id) WHERE event_id IS NOT NULL;
-INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body, event_id, type, data)
-    SELECT e.job_row, e.event_id, e.created_at, substr(e.type, 5), 'event', x'7b7d', e.event_id, e.type,
-        e.data
-    FROM events_v3 e WHERE NOT EXISTS (SELECT 1 FROM callbacks c WHERE c.event_id = e.event_id)
-    ORDER BY e.id;
-UPDATE deliveries SET event_row = -(SELECT c.id FROM callbacks c WHERE c.event_id = deliveries.event_id)
-    WHERE EXISTS (SELECT 1 FROM callbacks c WHERE c.event_id = deliveries.event_id);
-UPDATE deliveries SET event_row = -event_row WHERE event_row < 0;
-DROP INDEX callbacks_by_event_migrating; DROP TABLE events_v3;
-"""

@@ -1,8 +1,7 @@
-"""Jobs for SQLite: their rows, and the SQL of a callback, a registration and a history entry.
+"""Jobs for SQLite: the SQL of a callback, a registration, a history entry, and the sweeper's.
 
 The writes run on the group-commit writer's connection, inside the batch's transaction; what they write is
-what relay/domain/jobs.py answers. The sweeper's SQL (relay/store/sqlite_sweep.py) shares the row mapping and
-`record_callback`.
+what relay/domain/jobs.py answers. Rows are mapped to jobs in reads.py.
 """
 
 from __future__ import annotations
@@ -19,46 +18,25 @@ from relay.domain.jobs import (
     merge_registration,
     new_job_from_callback,
     reconcile_at,
+    time_out_entry,
 )
-from relay.models import Callback, Event, IngestOutcome, Job, Registration, Status
-from relay.store.sqlite_deliveries import backfill, fan_out
+from relay.domain.jobs import time_out as timed_out
+from relay.models import Callback, Event, IngestOutcome, Job, Registration
+from relay.store.sqlite.outbox import backfill, fan_out
+from relay.store.sqlite.reads import JOB_COLUMNS, SELECT_JOB, job_from_row
 
 __all__ = [
-    "JOB_COLUMNS",
-    "SELECT_JOB",
+    "OVERDUE_SQL",
+    "RECONCILE_DUE_SQL",
+    "clear_reconcile",
+    "extend_deadline",
     "ingest_callback",
-    "job_from_row",
     "new_event_id",
+    "purge_finished",
     "record_callback",
     "register_job",
+    "time_out",
 ]
-
-JOB_COLUMNS = (
-    "id, source, job_id, status, result, error, late, metadata, created_at, updated_at, "
-    "finished_at, deadline, callbacks, subscribers, timeout_s"
-)
-SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE source = ? AND job_id = ?"
-
-
-def job_from_row(row: Any) -> Job:
-    """The job of a row selected with `JOB_COLUMNS`."""
-    return Job(
-        row_id=row[0],
-        source=row[1],
-        job_id=row[2],
-        status=Status(row[3]),
-        result=None if row[4] is None else orjson.loads(row[4]),
-        error=row[5],
-        late=bool(row[6]),
-        metadata=orjson.loads(row[7]),
-        created_at=row[8],
-        updated_at=row[9],
-        finished_at=row[10],
-        deadline=row[11],
-        callbacks=row[12],
-        subscribers=tuple(orjson.loads(row[13])),
-        timeout_s=row[14],
-    )
 
 
 def _stored(job: Job, row_id: int | None) -> Job:
@@ -230,3 +208,67 @@ def register_job(
     # Subscribers added after the job finished still get its final event.
     backfill(conn, job, change.new_subscribers, now)
     return job, False
+
+
+# --- the sweeper's --------------------------------------------------------------------------------------
+
+_OPEN = "status IN ('pending', 'running')"
+# INDEXED BY pins the partial indexes: the planner would otherwise pick jobs_by_status (every open job).
+OVERDUE_SQL = (
+    f"SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_deadline"
+    f" WHERE {_OPEN} AND deadline <= ? ORDER BY deadline LIMIT ?"
+)
+RECONCILE_DUE_SQL = (
+    f"SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_reconcile"
+    f" WHERE reconcile_at IS NOT NULL AND {_OPEN} AND reconcile_at <= ? ORDER BY reconcile_at LIMIT ?"
+)
+
+
+def time_out(conn: sqlite3.Connection, source: str, job_id: str, now: float) -> IngestOutcome | None:
+    """Mark the job timed_out if it is still open and overdue now; None when a callback got there first."""
+    row = conn.execute(SELECT_JOB, (source, job_id)).fetchone()
+    change = None if row is None else timed_out(job_from_row(row), now)
+    if change is None:
+        return None
+    job = change.job
+    conn.execute(
+        "UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?, reconcile_at = NULL, callbacks = ?"
+        " WHERE id = ?",
+        (job.status.value, job.updated_at, job.finished_at, job.callbacks, job.row_id),
+    )
+    queued = record_callback(conn, job.row_id, time_out_entry(job), now, changed=job)  # always kept
+    return change.outcome(queued or 0)
+
+
+def extend_deadline(conn: sqlite3.Connection, source: str, job_id: str, deadline: float) -> bool:
+    """Move an open job's deadline (the provider says it is still running)."""
+    return bool(
+        conn.execute(
+            f"UPDATE jobs SET deadline = ? WHERE source = ? AND job_id = ? AND {_OPEN}",
+            (deadline, source, job_id),
+        ).rowcount
+    )
+
+
+def clear_reconcile(conn: sqlite3.Connection, source: str, job_id: str) -> None:
+    """The early reconcile is asked once: forget it whatever the answer."""
+    conn.execute("UPDATE jobs SET reconcile_at = NULL WHERE source = ? AND job_id = ?", (source, job_id))
+
+
+def purge_finished(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    """Delete up to `limit` jobs finished before `before`, with everything stored about them."""
+    rows = conn.execute(
+        "SELECT id, source, job_id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?"
+        " ORDER BY finished_at LIMIT ?",
+        (before, limit),
+    ).fetchall()
+    for job_row, source, job_id in rows:
+        conn.execute("DELETE FROM callbacks WHERE job_row = ?", (job_row,))
+        conn.execute(
+            "DELETE FROM delivery_attempts WHERE delivery_id IN"
+            " (SELECT id FROM deliveries WHERE source = ? AND job_id = ?)",
+            (source, job_id),
+        )
+        conn.execute("DELETE FROM deliveries WHERE source = ? AND job_id = ?", (source, job_id))
+    conn.executemany("DELETE FROM jobs WHERE id = ?", [(row[0],) for row in rows])
+    return len(rows)

@@ -1,29 +1,25 @@
-"""Subscriptions and the delivery outbox for SQLite.
+"""The delivery outbox for SQLite.
 
 The functions taking a `conn` run on the group-commit writer's connection, inside the batch's transaction;
 `fan_out` runs inside the transaction that changed the job (called by `record_callback`), so a result is
-never stored without its deliveries queued. The `*_SQL` strings and row mappers serve the reads.
+never stored without its deliveries queued. What is read, and how rows map to models, is in reads.py.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
 
 import orjson
 
 from relay.domain.outbox import (
     UNSETTLED_STATUSES,
-    Recipient,
     Target,
     backfill_targets,
     backfilled_events,
     candidate_window,
     claimable,
     dispatch,
-    recipient,
     settlement_of,
     targets_for,
 )
@@ -31,43 +27,31 @@ from relay.models import (
     AttemptResult,
     Claim,
     Delivery,
-    DeliveryAttempt,
-    DeliveryStatus,
     Event,
     Job,
     Subscription,
     endpoint_of,
 )
-from relay.store.group_commit import memo_of
+from relay.store.sqlite.reads import (
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    GET_DELIVERY_SQL,
+    GET_SUBSCRIPTION_SQL,
+    delivery_from_row,
+    subscription_from_row,
+)
+from relay.store.sqlite.subscriptions import disable, recipients
 
 __all__ = [
     "backfill",
     "claim",
-    "create_subscription",
-    "delete_subscription",
     "fan_out",
     "finish",
     "recover",
     "retry",
-    "rotate_secret",
 ]
 
 _UNSETTLED = f"({', '.join(repr(status.value) for status in UNSETTLED_STATUSES)})"
-
-SUBSCRIPTION_COLUMNS = (
-    "id, url, source, events, secret, previous_secret, previous_secret_until, created_at, disabled_at,"
-    " disabled_reason"
-)
-LIST_SUBSCRIPTIONS_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id"
-GET_SUBSCRIPTION_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?"
-
-DELIVERY_COLUMNS = (
-    "id, event_row, event_id, event_type, source, job_id, subscription_id, url, endpoint, status, attempts,"
-    " failures, quick_retried, next_attempt_at, created_at, updated_at, delivered_at, last_status_code,"
-    " last_error"
-)
-GET_DELIVERY_SQL = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
-ATTEMPT_COLUMNS = "delivery_id, attempted_at, status_code, latency_ms, error, response"
 
 # Due rows in time order, skipping endpoints the deliverer cannot take more for, and any delivery with an
 # earlier one of the same job to the same target still unsettled (that is what keeps events in order).
@@ -93,167 +77,12 @@ _INSERT_DELIVERY = (
 )
 
 
-def subscription_from_row(row: Any) -> Subscription:
-    return Subscription(
-        id=row[0],
-        url=row[1],
-        source=row[2],
-        events=None if row[3] is None else tuple(orjson.loads(row[3])),
-        secret=row[4],
-        previous_secret=row[5],
-        previous_secret_until=row[6],
-        created_at=row[7],
-        disabled_at=row[8],
-        disabled_reason=row[9],
-    )
-
-
-def delivery_from_row(row: Any, history: Sequence[DeliveryAttempt] = ()) -> Delivery:
-    return Delivery(
-        id=row[0],
-        event_row=row[1],
-        event_id=row[2],
-        event_type=row[3],
-        source=row[4],
-        job_id=row[5],
-        subscription_id=row[6],
-        url=row[7],
-        endpoint=row[8],
-        status=DeliveryStatus(row[9]),
-        attempts=row[10],
-        failures=row[11],
-        quick_retried=bool(row[12]),
-        next_attempt_at=row[13],
-        created_at=row[14],
-        updated_at=row[15],
-        delivered_at=row[16],
-        last_status_code=row[17],
-        last_error=row[18],
-        history=tuple(history),
-    )
-
-
-def attempt_from_row(row: Any) -> DeliveryAttempt:
-    """An attempt from `ATTEMPT_COLUMNS` (the first column, its delivery, is the caller's)."""
-    return DeliveryAttempt(at=row[1], status_code=row[2], latency_ms=row[3], error=row[4], response=row[5])
-
-
-def list_deliveries_sql(
-    *,
-    status: str | None,
-    source: str | None,
-    job_id: str | None,
-    subscription_id: str | None,
-    before: int | None,
-    limit: int,
-) -> tuple[str, list[Any]]:
-    """The newest-first page query for the given filters."""
-    clauses, params = [], []
-    for clause, value in (
-        ("status = ?", status),
-        ("source = ?", source),
-        ("job_id = ?", job_id),
-        ("subscription_id = ?", subscription_id),
-        ("id < ?", before),
-    ):
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT {DELIVERY_COLUMNS} FROM deliveries {where} ORDER BY id DESC LIMIT ?", [*params, limit]
-
-
-def attempts_sql(count: int) -> str:
-    """The attempts of `count` deliveries (ids bound as parameters), oldest first."""
-    marks = ", ".join("?" * count)
-    return f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id IN ({marks}) ORDER BY id"
-
-
-# --- subscriptions ----------------------------------------------------------------------------------------
-
-
-def create_subscription(
-    conn: sqlite3.Connection,
-    url: str,
-    source: str | None,
-    events: Sequence[str] | None,
-    secret: str,
-    now: float,
-) -> Subscription:
-    """Store a new subscription; it receives events from now on (older jobs are not replayed to it)."""
-    sub_id = f"sub_{uuid.uuid4().hex}"
-    conn.execute(
-        "INSERT INTO subscriptions (id, url, source, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (sub_id, url, source, None if events is None else orjson.dumps(list(events)), secret, now),
-    )
-    memo_of(conn).pop(_RECIPIENTS, None)
-    return subscription_from_row(conn.execute(GET_SUBSCRIPTION_SQL, (sub_id,)).fetchone())
-
-
-def delete_subscription(conn: sqlite3.Connection, sub_id: str, now: float) -> bool:
-    """Remove a subscription; its deliveries not yet sent are given up (they stay listed, as dead)."""
-    if not conn.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount:
-        return False
-    memo_of(conn).pop(_RECIPIENTS, None)
-    _give_up(conn, sub_id, "subscription deleted", now)
-    return True
-
-
-def rotate_secret(
-    conn: sqlite3.Connection, sub_id: str, secret: str, now: float, overlap_s: float
-) -> Subscription | None:
-    """Give the subscription a new secret; the current one keeps signing too for `overlap_s`."""
-    changed = conn.execute(
-        "UPDATE subscriptions SET previous_secret = secret, previous_secret_until = ?, secret = ?"
-        " WHERE id = ?",
-        (now + overlap_s, secret, sub_id),
-    ).rowcount
-    return (
-        subscription_from_row(conn.execute(GET_SUBSCRIPTION_SQL, (sub_id,)).fetchone()) if changed else None
-    )
-
-
-def _disable(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> None:
-    conn.execute(
-        "UPDATE subscriptions SET disabled_at = ?, disabled_reason = ? WHERE id = ? AND disabled_at IS NULL",
-        (now, reason, sub_id),
-    )
-    memo_of(conn).pop(_RECIPIENTS, None)
-    _give_up(conn, sub_id, f"subscription disabled: {reason}", now)
-
-
-def _give_up(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> None:
-    """Deliveries of a subscription that will never go out; the one in flight settles when it answers."""
-    conn.execute(
-        "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, last_error = ?, updated_at = ?"
-        " WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
-        (reason, now, sub_id),
-    )
-
-
 # --- the outbox -------------------------------------------------------------------------------------------
 
 
 def fan_out(conn: sqlite3.Connection, event: Event, job: Job, now: float) -> int:
     """Queue `event` for every subscriber that wants it, due now; answer how many deliveries were made."""
-    return _insert(conn, [event], targets_for(event.type, job, _recipients(conn)), now)
-
-
-_RECIPIENTS = "recipients"  # the memo's entry: every enabled subscription, as fan-out matches it
-
-
-def _recipients(conn: sqlite3.Connection) -> list[Recipient]:
-    """Every enabled subscription, read once per transaction (the writer's memo)."""
-    memo = memo_of(conn)
-    held: list[Recipient] | None = memo.get(_RECIPIENTS)
-    if held is None:
-        held = memo[_RECIPIENTS] = [
-            recipient(sub_id, url, source, None if events is None else orjson.loads(events))
-            for sub_id, url, source, events in conn.execute(
-                "SELECT id, url, source, events FROM subscriptions WHERE disabled_at IS NULL"
-            )
-        ]
-    return held
+    return _insert(conn, [event], targets_for(event.type, job, recipients(conn)), now)
 
 
 def backfill(conn: sqlite3.Connection, job: Job, urls: Iterable[str], now: float) -> int:
@@ -404,7 +233,7 @@ def _finish(conn: sqlite3.Connection, result: AttemptResult) -> bool:
             "SELECT subscription_id FROM deliveries WHERE id = ?", (result.delivery_id,)
         ).fetchone()
         if row is not None and row[0] is not None:
-            _disable(conn, row[0], result.disable_subscription, change.updated_at)
+            disable(conn, row[0], result.disable_subscription, change.updated_at)
     return bool(updated)
 
 
