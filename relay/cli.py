@@ -13,7 +13,7 @@ import httpx
 from relay.errors import ConfigError
 from relay.providers import webhook_url
 from relay.settings import DEFAULT_CONFIG_PATH, Settings, config_path, load_settings, write_first_run_config
-from relay.store import migrate_database
+from relay.store import migrate_database, redacted_url
 from relay.tokens import Tokens
 
 __all__ = ["main"]
@@ -98,7 +98,7 @@ def check_config(config: Path | None) -> None:
     """Validate the config and print each source's webhook URL."""
     settings = _load(config)
     tokens = Tokens(settings.secret_key)
-    click.echo(f"config ok: {len(settings.sources)} source(s), database {settings.database}")
+    click.echo(f"config ok: {len(settings.sources)} source(s), database {redacted_url(settings.database)}")
     for name, source in settings.sources.items():
         click.echo(f"  {name} ({source.kind}): {webhook_url(settings.base_url, source, tokens)}")
 

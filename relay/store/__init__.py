@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +31,7 @@ __all__ = [
     "migrate_database",
     "open_store",
     "parse_database_url",
+    "redacted_url",
 ]
 
 
@@ -201,32 +203,58 @@ class DatabaseUrl:
     options: Mapping[str, str]
 
 
-# Per backend, each option and the values it takes.
-_OPTIONS: Mapping[str, Mapping[str, frozenset[str]]] = {
+# Per backend, each option and the values it takes (None: a positive integer).
+_OPTIONS: Mapping[str, Mapping[str, frozenset[str] | None]] = {
     "sqlite": {"synchronous": frozenset({"full", "normal"})},
+    "postgresql": {"pool_min": None, "pool_max": None},
 }
-_FORMS = "sqlite:///relay.db, sqlite:////var/lib/relay/relay.db, sqlite:///relay.db?synchronous=normal"
+_ALIASES = {"postgres": "postgresql"}
+_FORMS = (
+    "sqlite:///relay.db, sqlite:////var/lib/relay/relay.db, sqlite:///relay.db?synchronous=normal,"
+    " postgresql://user@host:5432/relay?pool_min=1&pool_max=10"
+)
+
+
+def redacted_url(url: str) -> str:
+    """`url` with the password of its user part, if any, replaced: errors and logs show this form only."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}"
+
+
+def _valid(value: str, allowed: frozenset[str] | None) -> bool:
+    if allowed is None:
+        return value.isdigit() and int(value) > 0
+    return value in allowed
 
 
 def parse_database_url(url: str) -> DatabaseUrl:
-    """`url` taken apart; a ValueError says what is wrong and which forms work."""
+    """`url` taken apart; a ValueError says what is wrong and which forms work (never with a password)."""
     scheme, sep, rest = url.partition("://")
+    scheme = _ALIASES.get(scheme, scheme)
     if not sep or scheme not in _OPTIONS:
         # The scheme alone: the rest of a URL may hold a password.
         what = f"scheme {scheme!r}" if sep else "URL without a scheme"
         raise ValueError(f"unsupported database {what}: use {_FORMS}")
     location, _, query = rest.partition("?")
-    # sqlite:///relay.db is relative, sqlite:////var/relay.db absolute: the third slash only ends the host.
-    path = location.removeprefix("/") or "relay.db"
+    if scheme == "postgresql":
+        # The connection string as asyncpg takes it, without relay's own options.
+        path = f"postgresql://{location}"
+    else:
+        # sqlite:///relay.db is relative, sqlite:////var/relay.db absolute: the third slash ends the host.
+        path = location.removeprefix("/") or "relay.db"
     options: dict[str, str] = {}
     known = _OPTIONS[scheme]
+    shown = redacted_url(url)
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name not in known:
-            raise ValueError(f"unknown option {name!r} in database URL {url!r} (known: {', '.join(known)})")
-        if value not in known[name]:
-            raise ValueError(
-                f"{name}={value!r} in database URL {url!r}: expected {' or '.join(sorted(known[name]))}"
-            )
+            raise ValueError(f"unknown option {name!r} in database URL {shown!r} (known: {', '.join(known)})")
+        allowed = known[name]
+        if not _valid(value, allowed):
+            expected = "a positive integer" if allowed is None else " or ".join(sorted(allowed))
+            raise ValueError(f"{name}={value!r} in database URL {shown!r}: expected {expected}")
         options[name] = value
     return DatabaseUrl(scheme, path, options)
 
@@ -235,6 +263,11 @@ async def open_store(url: str) -> Store:
     """Open the backend for `url` (its options in the query, e.g. `sqlite:///relay.db?synchronous=normal`);
     backends are imported lazily."""
     database = parse_database_url(url)
+    if database.scheme == "postgresql":
+        from relay.store.postgres.store import PostgresStore
+
+        pool = {name: int(value) for name, value in database.options.items()}
+        return await PostgresStore.open(database.path, **pool)
     from relay.store.sqlite import SQLiteStore
 
     return await SQLiteStore.open(database.path, synchronous=database.options.get("synchronous", "full"))
@@ -243,6 +276,10 @@ async def open_store(url: str) -> Store:
 def migrate_database(url: str) -> list[int]:
     """Apply the pending schema migrations to the database at `url`; answer the numbers applied, in order."""
     database = parse_database_url(url)
+    if database.scheme == "postgresql":
+        from relay.store.postgres.migrations import migrate_url
+
+        return asyncio.run(migrate_url(database.path))
     from relay.store.sqlite import migrate_file
 
     return migrate_file(database.path, database.options.get("synchronous", "full"))

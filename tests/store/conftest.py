@@ -1,20 +1,114 @@
-"""The store contract suite runs against every backend through the `store` fixture."""
+"""The store contract suite runs against every backend through the `store` fixture: SQLite on a temp file,
+and PostgreSQL on a database cloned per test from a template migrated once per session (procrastinate's way).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from relay.store import Store, open_store
+from relay.store.postgres.migrations import migrate
+
+# The server the PostgreSQL tests use; its `postgres` database is where test databases are made and dropped.
+POSTGRES_URL = os.environ.get("RELAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An empty store of each backend."""
-    opened = await open_store(f"sqlite:///{tmp_path / 'store.db'}")
+def postgres_url(database: str) -> str:
+    """The URL of `database` on the test server."""
+    return f"{POSTGRES_URL.rpartition('/')[0]}/{database}"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _build_template(name: str) -> None:
+    await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # a leftover of a run that was killed
+    await _admin(f"CREATE DATABASE {name}")
+    conn = await asyncpg.connect(postgres_url(name))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated template database for this test process (one per xdist worker, so none waits on another)."""
+    name = f"relay_test_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    try:
+        asyncio.run(_build_template(name))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"NO POSTGRESQL at {POSTGRES_URL.rpartition('@')[2]} ({exc!r}): PostgreSQL tests skipped")
+    yield name
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@asynccontextmanager
+async def _scratch_database(template: str | None) -> AsyncIterator[str]:
+    """A new database (a copy of `template`, or empty), dropped on the way out; its URL."""
+    name = f"relay_test_{uuid.uuid4().hex}"
+    await _admin(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    try:
+        yield postgres_url(name)
+    finally:
+        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+async def postgres_database(postgres_template: str) -> AsyncIterator[str]:
+    """The URL of a fresh, migrated database cloned from the template, dropped after the test."""
+    async with _scratch_database(postgres_template) as url:
+        yield url
+
+
+@pytest.fixture
+async def empty_postgres_database(postgres_template: str) -> AsyncIterator[str]:
+    """The URL of a new database with no schema at all (the template fixture only checks the server is up)."""
+    async with _scratch_database(None) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _opened(url: str) -> AsyncIterator[Store]:
+    """The store at `url`, closed on the way out."""
+    opened = await open_store(url)
     try:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An empty SQLite store on a temp file."""
+    async with _opened(f"sqlite:///{tmp_path / 'store.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database of each backend (a plain fixture: it sets up async ones by name)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """An empty store of each backend."""
+    async with _opened(store_url) as opened:
+        yield opened

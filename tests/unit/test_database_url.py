@@ -8,7 +8,7 @@ import pytest
 
 from relay.errors import ConfigError
 from relay.settings import load_settings
-from relay.store import open_store, parse_database_url
+from relay.store import open_store, parse_database_url, redacted_url
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,8 @@ def test_urls_are_taken_apart(url: str, path: str, options: dict[str, str]) -> N
         ("relay.db", "without a scheme"),
         ("sqlite:///relay.db?sync=normal", "unknown option 'sync'"),
         ("sqlite:///relay.db?synchronous=off", "expected full or normal"),
+        ("postgresql://h/db?pool_max=-1", "expected a positive integer"),
+        ("postgresql://h/db?sslmode=require", "unknown option 'sslmode'"),
     ],
 )
 def test_bad_urls_are_refused_saying_why(url: str, said: str) -> None:
@@ -42,13 +44,35 @@ def test_bad_urls_are_refused_saying_why(url: str, said: str) -> None:
     assert said in str(info.value)
 
 
-def test_a_password_never_reaches_the_message() -> None:
-    """A URL of a backend relay cannot serve is named by its scheme alone: the rest may hold a password."""
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://u:hunter2@h/db", "postgres://u:hunter2@h/db?pool_max=0", "postgresql://u:hunter2@h/db?x=1"],
+)
+def test_a_password_never_reaches_the_message(url: str) -> None:
+    """A refused URL is named by its scheme alone, or with its password masked."""
     with pytest.raises(ConfigError) as info:
-        load_settings(
-            None, environ={}, overrides={"secret_key": "k", "database": "postgres://u:hunter2@h/db"}
-        )
+        load_settings(None, environ={}, overrides={"secret_key": "k", "database": url})
     assert str(info.value).startswith("database:") and "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("postgresql://relay:pw@db.example:5432/relay", {}),
+        (
+            "postgres://relay:pw@db.example:5432/relay?pool_min=2&pool_max=20",
+            {"pool_min": "2", "pool_max": "20"},
+        ),
+    ],
+)
+def test_postgres_urls_are_taken_apart(url: str, options: dict[str, str]) -> None:
+    """Both spellings of the scheme; the connection string goes to asyncpg without relay's own options."""
+    parsed = parse_database_url(url)
+    assert (parsed.scheme, parsed.path, dict(parsed.options)) == (
+        "postgresql",
+        "postgresql://relay:pw@db.example:5432/relay",
+        options,
+    )
 
 
 def test_the_older_key_becomes_a_url_option() -> None:
@@ -75,3 +99,16 @@ async def test_the_option_reaches_the_database(tmp_path: Path, query: str, level
         assert await store.writer.run(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]) == level  # type: ignore[attr-defined]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://relay:hunter2@db:5432/relay", "postgresql://relay:***@db:5432/relay"),
+        ("postgresql://relay@db/relay", "postgresql://relay@db/relay"),
+        ("sqlite:///relay.db", "sqlite:///relay.db"),
+    ],
+)
+def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    """What relay prints of a database URL (check-config, errors) masks the password and keeps the rest."""
+    assert redacted_url(url) == shown

@@ -6,7 +6,6 @@ what relay/domain/jobs.py answers. Rows are mapped to jobs in reads.py.
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from typing import Any
 
@@ -16,6 +15,7 @@ from relay.domain.jobs import (
     JobChange,
     apply_callback,
     merge_registration,
+    new_event_id,
     new_job_from_callback,
     reconcile_at,
     time_out_entry,
@@ -46,13 +46,6 @@ def _stored(job: Job, row_id: int | None) -> Job:
     # (`replace` costs 2 µs) on the hottest path.
     object.__setattr__(job, "row_id", row_id)
     return job
-
-
-def new_event_id(now: float) -> str:
-    """`evt_` + 48 bits of milliseconds + 80 random bits (32 hex digits, as a uuid's): unique, and in time
-    order, so that new ids land at the end of whatever orders by them."""
-    # Uniqueness is all an event id needs (it is no secret), so no system call for the random part.
-    return f"evt_{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{random.getrandbits(80):020x}"
 
 
 def _dump(value: Any) -> bytes | None:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
-from importlib import resources
+
+from relay.store.numbered import numbered_sql
 
 __all__ = ["SCHEMA_VERSION", "migrate", "migrations"]
 
 
 def migrations() -> dict[int, str]:
     """Every migration's SQL by the version it brings the database to, in order."""
-    folder = resources.files("relay.store.sqlite").joinpath("migrations")
-    found = sorted((int(f.name.removesuffix(".sql")), f) for f in folder.iterdir() if f.name.endswith(".sql"))
-    return {number: f.read_text() for number, f in found}
+    return numbered_sql("relay.store.sqlite")
 
 
 # The newest migration's number: a database past it was written by a later relay, and is left alone.

@@ -19,8 +19,9 @@ from relay.domain.outbox import (
     backfilled_events,
     candidate_window,
     claimable,
+    delivery_body,
     dispatch,
-    settlement_of,
+    ended_at,
     targets_for,
 )
 from relay.models import (
@@ -32,6 +33,7 @@ from relay.models import (
     Subscription,
     endpoint_of,
 )
+from relay.store.outbox_rows import attempt_values, settlement_values
 from relay.store.sqlite.reads import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
@@ -171,17 +173,12 @@ def claim(
 
 
 def _body(conn: sqlite3.Connection, event_row: int) -> bytes | None:
-    """An event's delivery body, `{"id", "type", "timestamp", "data"}`; the stored job is not re-parsed."""
+    """An event's delivery body, or None when the event is gone."""
     row = conn.execute(
         "SELECT event_id, type, received_at, data FROM callbacks WHERE id = ? AND event_id IS NOT NULL",
         (event_row,),
     ).fetchone()
-    if row is None:
-        return None
-    head = Event(event_row, row[0], "", "", row[1], row[2], {}).to_public()
-    del head["data"]
-    data: bytes = row[3]
-    return orjson.dumps(head)[:-1] + b',"data":' + data + b"}"
+    return None if row is None else delivery_body(event_row, row[0], row[1], row[2], row[3])
 
 
 def _settle(conn: sqlite3.Connection, row_id: int, status: str, now: float, error: str) -> None:
@@ -198,42 +195,21 @@ def finish(conn: sqlite3.Connection, results: Sequence[AttemptResult]) -> list[b
 
 
 def _finish(conn: sqlite3.Connection, result: AttemptResult) -> bool:
-    attempt = result.attempt
     conn.execute(
-        f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            result.delivery_id,
-            attempt.at,
-            attempt.status_code,
-            attempt.latency_ms,
-            attempt.error,
-            attempt.response,
-        ),
+        f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", attempt_values(result)
     )
-    change = settlement_of(result)
     updated = conn.execute(
         "UPDATE deliveries SET status = ?, next_attempt_at = ?, updated_at = ?, last_status_code = ?,"
         " last_error = ?, delivered_at = COALESCE(?, delivered_at), failures = failures + ?,"
         " quick_retried = MAX(quick_retried, ?) WHERE id = ? AND status = 'delivering' AND attempts = ?",
-        (
-            change.status.value,
-            change.next_attempt_at,
-            change.updated_at,
-            attempt.status_code,
-            attempt.error,
-            change.delivered_at,
-            change.failures_added,
-            int(change.quick_retried),
-            result.delivery_id,
-            result.token,
-        ),
+        settlement_values(result),
     ).rowcount
     if result.disable_subscription is not None:
         row = conn.execute(
             "SELECT subscription_id FROM deliveries WHERE id = ?", (result.delivery_id,)
         ).fetchone()
         if row is not None and row[0] is not None:
-            disable(conn, row[0], result.disable_subscription, change.updated_at)
+            disable(conn, row[0], result.disable_subscription, ended_at(result.attempt))
     return bool(updated)
 
 

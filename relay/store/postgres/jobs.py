@@ -1,0 +1,173 @@
+"""Jobs for PostgreSQL: the SQL of a callback, a registration, a history entry, and the sweeper's.
+
+Each function runs inside the caller's transaction; the job's row is locked (`FOR UPDATE`) before a rule of
+relay/domain/jobs.py decides what to write, so two callbacks for one job on two connections take turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from relay.domain.jobs import (
+    JobChange,
+    apply_callback,
+    merge_registration,
+    new_event_id,
+    new_job_from_callback,
+    reconcile_at,
+    time_out_entry,
+)
+from relay.domain.jobs import time_out as timed_out
+from relay.models import Callback, Event, IngestOutcome, Job, Registration
+from relay.store.postgres.outbox import backfill_deliveries, queue_deliveries
+from relay.store.rows import JOB_COLUMNS, job_from_row
+
+if TYPE_CHECKING:
+    from asyncpg import Connection
+
+__all__ = [
+    "OPEN",
+    "SELECT_JOB",
+    "ingest_callback",
+    "purge_finished",
+    "register_job",
+    "time_out",
+]
+
+OPEN = "status IN ('pending', 'running')"
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE source = $1 AND job_id = $2"
+_LOCK_JOB = f"{SELECT_JOB} FOR UPDATE"
+
+# The columns a rule of relay/domain/jobs.py may move, in the order `_moved` gives their values.
+_MOVED = (
+    "status, late, result, error, metadata, subscribers, timeout_s, updated_at, finished_at, deadline,"
+    " callbacks"
+)
+_INSERT_JOB = (
+    f"INSERT INTO jobs (source, job_id, created_at, reconcile_at, {_MOVED})"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    " ON CONFLICT (source, job_id) DO NOTHING RETURNING id"
+)
+_UPDATE_JOB = f"UPDATE jobs SET ({_MOVED}) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) WHERE id = $1"
+_RECORD = (
+    "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body, event_id, type, data)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_row, delivery_id) DO NOTHING RETURNING id"
+)
+
+
+def _dump(value: Any) -> bytes | None:
+    return None if value is None else orjson.dumps(value)
+
+
+def _moved(job: Job) -> tuple[Any, ...]:
+    """The values of `_MOVED` for `job`."""
+    json = (_dump(job.result), job.error, orjson.dumps(job.metadata), orjson.dumps(list(job.subscribers)))
+    times = (job.timeout_s, job.updated_at, job.finished_at, job.deadline)
+    return (job.status.value, job.late, *json, *times, job.callbacks)
+
+
+async def _insert(conn: Connection, job: Job, reconcile_after_s: float | None) -> Job | None:
+    """Insert a new job; None when it is known already (perhaps made by a transaction just committed)."""
+    reconcile = reconcile_at(job, reconcile_after_s)
+    row_id = await conn.fetchval(_INSERT_JOB, job.source, job.job_id, job.created_at, reconcile, *_moved(job))
+    # Built for this insert, the job is held by nobody else yet: its row id is set in place.
+    if row_id is not None:
+        object.__setattr__(job, "row_id", row_id)
+    return None if row_id is None else job
+
+
+async def _write(conn: Connection, job: Job) -> None:
+    """Store the job as a rule answered it."""
+    await conn.execute(_UPDATE_JOB, job.row_id, *_moved(job))
+
+
+async def _record(
+    conn: Connection, job_row: int, cb: Callback, now: float, changed: Job | None
+) -> int | None:
+    """Keep one history entry, and when it changed the job (`changed`, as it now stands) the change's event
+    with its deliveries queued; answer how many, or None for a redelivery (nothing stored)."""
+    head = (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body)
+    if changed is None:
+        return None if await conn.fetchval(_RECORD, *head, None, None, None) is None else 0
+    kind = Event.type_for(changed.status)
+    event = Event(0, new_event_id(now), changed.source, changed.job_id, kind, now, changed.to_public())
+    entry = await conn.fetchval(_RECORD, *head, event.event_id, kind, orjson.dumps(event.data))
+    if entry is None:
+        return None
+    return await queue_deliveries(conn, replace(event, id=entry), changed, now)
+
+
+async def ingest_callback(
+    conn: Connection, source: str, cb: Callback, now: float, timeout_s: float, reconcile_after_s: float | None
+) -> IngestOutcome:
+    """Store a callback and apply it to its job, creating the job if this is its first word."""
+    while True:  # again only if the job was purged between the insert and the lock
+        created = await _insert(conn, new_job_from_callback(source, cb, now, timeout_s), reconcile_after_s)
+        if created is not None:
+            queued = await _record(conn, created.row_id, cb, now, created)
+            return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
+        # The row exists (the insert saw it, committed): lock it, so the rule sees the last change made.
+        row = await conn.fetchrow(_LOCK_JOB, source, cb.job_id)
+        if row is not None:
+            break
+    before = job_from_row(row)
+    change = apply_callback(before, cb, now, timeout_s)
+    queued = await _record(conn, before.row_id, cb, now, change.job if change.changed else None)
+    if queued is None:  # a redelivery: already kept, changes nothing
+        return IngestOutcome(before, duplicate=True, changed=False)
+    await _write(conn, change.job)
+    return change.outcome(queued)
+
+
+async def register_job(
+    conn: Connection, reg: Registration, now: float, timeout_s: float, reconcile_after_s: float | None
+) -> tuple[Job, bool]:
+    """Create the registered job or merge into the known one; answer it and whether it was created."""
+    while True:  # at most twice: a job made meanwhile by another transaction is then found and locked
+        row = await conn.fetchrow(_LOCK_JOB, reg.source, reg.job_id)
+        before = None if row is None else job_from_row(row)
+        change = merge_registration(before, reg, now, timeout_s)
+        if before is not None:
+            await _write(conn, change.job)
+            # Subscribers added after the job finished still get its final event.
+            await backfill_deliveries(conn, change.job, change.new_subscribers, now)
+            return change.job, False
+        created = await _insert(conn, change.job, reconcile_after_s)
+        if created is not None:
+            return created, True
+
+
+async def time_out(conn: Connection, source: str, job_id: str, now: float) -> IngestOutcome | None:
+    """Mark the job timed_out if it is still open and overdue now; None when a callback got there first."""
+    row = await conn.fetchrow(_LOCK_JOB, source, job_id)
+    change: JobChange | None = None if row is None else timed_out(job_from_row(row), now)
+    if change is None:
+        return None
+    await _write(conn, change.job)
+    await conn.execute("UPDATE jobs SET reconcile_at = NULL WHERE id = $1", change.job.row_id)
+    queued = await _record(conn, change.job.row_id, time_out_entry(change.job), now, change.job)
+    return change.outcome(queued or 0)
+
+
+async def purge_finished(conn: Connection, before: float, limit: int) -> int:
+    """Delete up to `limit` jobs finished before `before`, with everything stored about them."""
+    # SKIP LOCKED: two sweepers purging at once split the work instead of waiting on each other.
+    rows = await conn.fetch(
+        "SELECT id, source, job_id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1"
+        " ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        before,
+        limit,
+    )
+    if not rows:
+        return 0
+    ids, sources, job_ids = ([row[i] for row in rows] for i in range(3))
+    of_jobs = "SELECT d.id FROM deliveries d JOIN unnest($1::text[], $2::text[]) AS g (source, job_id)"
+    of_jobs += " ON d.source = g.source AND d.job_id = g.job_id"
+    await conn.execute(f"DELETE FROM delivery_attempts WHERE delivery_id IN ({of_jobs})", sources, job_ids)
+    await conn.execute(f"DELETE FROM deliveries WHERE id IN ({of_jobs})", sources, job_ids)
+    # The history goes with its job (ON DELETE CASCADE).
+    await conn.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", ids)
+    return len(rows)

@@ -1,0 +1,165 @@
+"""The delivery outbox for PostgreSQL: fan-out inside the job's transaction, and the `OutboxStore` half.
+
+`queue_deliveries` and `backfill_deliveries` run on the caller's connection, inside the transaction that
+changed the job, so a result is never stored without its deliveries queued. Every `OutboxMethods` method
+is one transaction of its own, committed (durable) before it returns. The SQL is in deliveries.py and
+subscriptions.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from relay.domain.outbox import backfill_targets, backfilled_events, targets_for
+from relay.models import (
+    AttemptResult,
+    Claim,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Event,
+    Job,
+    Subscription,
+)
+from relay.store.outbox_rows import (
+    ATTEMPT_COLUMNS,
+    attempt_from_row,
+    delivery_from_row,
+    list_deliveries_sql,
+    subscription_from_row,
+)
+from relay.store.postgres import deliveries, subscriptions
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["OutboxMethods", "backfill_deliveries", "queue_deliveries"]
+
+_ATTEMPTS_SQL = (
+    f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ANY($1::bigint[]) ORDER BY id"
+)
+
+
+async def queue_deliveries(conn: asyncpg.Connection, event: Event, job: Job, now: float) -> int:
+    """Queue `event` for every subscriber that wants it, due now; answer how many deliveries were made."""
+    targets = targets_for(event.type, job, await subscriptions.recipients(conn))
+    return await deliveries.insert(conn, [event], targets, now)
+
+
+async def backfill_deliveries(
+    conn: asyncpg.Connection, job: Job, added_urls: Iterable[str], now: float
+) -> int:
+    """Queue a final job's final event(s) for per-job subscribers added after it finished."""
+    targets = backfill_targets(job, added_urls)
+    if not targets:
+        return 0
+    rows = await conn.fetch(
+        "SELECT id, event_id, type, received_at FROM callbacks"
+        " WHERE job_row = $1 AND event_id IS NOT NULL ORDER BY id",
+        job.row_id,
+    )
+    events = [Event(row[0], row[1], job.source, job.job_id, row[2], row[3], {}) for row in rows]
+    return await deliveries.insert(conn, backfilled_events(events), targets, now)
+
+
+def _numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's `$1, $2, ...` (the shared queries hold no `?` of their own)."""
+    parts = sql.split("?")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+class OutboxMethods:
+    """The `OutboxStore` half of `PostgresStore`, on the pool its class opens."""
+
+    _pool: asyncpg.Pool
+
+    async def create_subscription(
+        self, url: str, source: str | None, events: Sequence[str] | None, secret: str, now: float
+    ) -> Subscription:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await subscriptions.create_subscription(conn, url, source, events, secret, now)
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        rows = await self._pool.fetch(subscriptions.LIST_SUBSCRIPTIONS_SQL)
+        return [subscription_from_row(row) for row in rows]
+
+    async def get_subscription(self, sub_id: str) -> Subscription | None:
+        row = await self._pool.fetchrow(subscriptions.GET_SUBSCRIPTION_SQL, sub_id)
+        return None if row is None else subscription_from_row(row)
+
+    async def delete_subscription(self, sub_id: str, now: float) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await subscriptions.delete_subscription(conn, sub_id, now)
+
+    async def rotate_subscription_secret(
+        self, sub_id: str, secret: str, now: float, overlap_s: float
+    ) -> Subscription | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await subscriptions.rotate_secret(conn, sub_id, secret, now, overlap_s)
+
+    async def claim_deliveries(
+        self,
+        now: float,
+        *,
+        limit: int,
+        lease_s: float,
+        per_endpoint: int,
+        room: Mapping[str, int],
+        blocked: Collection[str],
+        finished: Sequence[AttemptResult] = (),
+    ) -> list[Claim]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Recorded first: a job's next event, held behind the one just delivered, is taken in this round.
+            await deliveries.finish(conn, finished)
+            return await deliveries.claim(
+                conn, now, limit=limit, lease_s=lease_s, per_endpoint=per_endpoint, room=room, blocked=blocked
+            )
+
+    async def finish_deliveries(self, results: Sequence[AttemptResult]) -> list[bool]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await deliveries.finish(conn, results)
+
+    async def list_deliveries(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        source: str | None = None,
+        job_id: str | None = None,
+        subscription_id: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Delivery]:
+        sql, params = list_deliveries_sql(
+            status=None if status is None else status.value,
+            source=source,
+            job_id=job_id,
+            subscription_id=subscription_id,
+            before=before,
+            limit=limit,
+        )
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            # One snapshot for the page and its attempts.
+            return await _with_attempts(conn, await conn.fetch(_numbered(sql), *params))
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        found = await self.list_deliveries(before=delivery_id + 1, limit=1)
+        return found[0] if found and found[0].id == delivery_id else None
+
+    async def retry_delivery(self, delivery_id: int, now: float) -> Delivery | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await deliveries.retry(conn, delivery_id, now)
+
+    async def recover_deliveries(self, now: float) -> int:
+        """Nothing: several relays share this table, and a starting one cannot tell a claim whose relay died
+        from one still being sent; a claim whose lease lapsed is taken again by the next claim instead."""
+        return 0
+
+
+async def _with_attempts(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> list[Delivery]:
+    """Deliveries of `rows` (selected with `DELIVERY_COLUMNS`), each with its attempts, oldest first."""
+    history: dict[int, list[DeliveryAttempt]] = {row[0]: [] for row in rows}
+    if history:
+        for attempt in await conn.fetch(_ATTEMPTS_SQL, list(history)):
+            history[attempt[0]].append(attempt_from_row(attempt))
+    return [delivery_from_row(row, history[row[0]]) for row in rows]

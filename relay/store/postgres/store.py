@@ -1,0 +1,166 @@
+"""The server backend: PostgreSQL through an asyncpg pool, one transaction per operation, committed before
+it returns. The outbox half (`OutboxMethods`) is in outbox.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+from relay.errors import ServiceUnavailable
+from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
+from relay.store.postgres import jobs
+from relay.store.postgres.migrations import migrate
+from relay.store.postgres.outbox import OutboxMethods
+from relay.store.rows import JOB_COLUMNS, job_from_row
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+
+# A job's rows of another table, found by its (source, job_id).
+_OF_JOB = "job_row = (SELECT id FROM jobs WHERE source = $1 AND job_id = $2)"
+_OVERDUE_SQL = (
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE {jobs.OPEN} AND deadline <= $1 ORDER BY deadline LIMIT $2"
+)
+_RECONCILE_DUE_SQL = (
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE reconcile_at IS NOT NULL AND {jobs.OPEN} AND reconcile_at <= $1"
+    " ORDER BY reconcile_at LIMIT $2"
+)
+# How long a health check waits for a connection and an answer before it calls the database down.
+_PING_S = 2.0
+
+
+class PostgresStore(OutboxMethods):
+    """`Store` on one PostgreSQL database; any number of relay processes may share it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, *, pool_min: int = 1, pool_max: int = 10) -> PostgresStore:
+        """Connect a pool to the database at `url` and apply its pending migrations."""
+        pool = await asyncpg.create_pool(url, min_size=min(pool_min, pool_max), max_size=pool_max)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def _in_transaction(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run `work(conn, *args)` in a transaction of its own; it returns once committed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await work(conn, *args)
+
+    # Jobs: SQL in jobs.py.
+
+    async def ingest(
+        self,
+        source: str,
+        callback: Callback,
+        now: float,
+        timeout_s: float,
+        reconcile_after_s: float | None = None,
+    ) -> IngestOutcome:
+        return await self._in_transaction(
+            jobs.ingest_callback, source, callback, now, timeout_s, reconcile_after_s
+        )
+
+    async def register(
+        self,
+        registration: Registration,
+        now: float,
+        timeout_s: float,
+        reconcile_after_s: float | None = None,
+    ) -> tuple[Job, bool]:
+        return await self._in_transaction(jobs.register_job, registration, now, timeout_s, reconcile_after_s)
+
+    async def get_job(self, source: str, job_id: str) -> Job | None:
+        row = await self._pool.fetchrow(jobs.SELECT_JOB, source, job_id)
+        return None if row is None else job_from_row(row)
+
+    async def list_jobs(
+        self, *, source: str | None, status: Status | None, limit: int, before: int | None
+    ) -> list[Job]:
+        clauses, params = [], []
+        for column, value in (("source =", source), ("status =", status), ("id <", before)):
+            if value is not None:
+                params.append(value.value if isinstance(value, Status) else value)
+                clauses.append(f"{column} ${len(params)}")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ${len(params) + 1}"
+        return [job_from_row(row) for row in await self._pool.fetch(sql, *params, limit)]
+
+    async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
+        rows = await self._pool.fetch(
+            f"SELECT delivery_id, received_at, status, via FROM callbacks WHERE {_OF_JOB} ORDER BY id",
+            source,
+            job_id,
+        )
+        return [CallbackRecord(r[0], r[1], Status(r[2]), r[3]) for r in rows]
+
+    async def list_events(self, source: str, job_id: str, after: int = 0) -> list[Event]:
+        rows = await self._pool.fetch(
+            f"SELECT id, event_id, type, received_at, data FROM callbacks"
+            f" WHERE {_OF_JOB} AND id > $3 AND event_id IS NOT NULL ORDER BY id",
+            source,
+            job_id,
+            after,
+        )
+        return [Event(r[0], r[1], source, job_id, r[2], r[3], orjson.loads(r[4])) for r in rows]
+
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        rows = await self._pool.fetch("SELECT status, count(*) FROM jobs GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
+
+    # The sweeper's: reads of the partial indexes, and writes in jobs.py.
+
+    async def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+        return [job_from_row(row) for row in await self._pool.fetch(_OVERDUE_SQL, now, limit)]
+
+    async def reconcile_due(self, now: float, limit: int) -> list[Job]:
+        return [job_from_row(row) for row in await self._pool.fetch(_RECONCILE_DUE_SQL, now, limit)]
+
+    async def time_out(self, source: str, job_id: str, now: float) -> IngestOutcome | None:
+        return await self._in_transaction(jobs.time_out, source, job_id, now)
+
+    async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:
+        status: str = await self._pool.execute(
+            f"UPDATE jobs SET deadline = $1 WHERE source = $2 AND job_id = $3 AND {jobs.OPEN}",
+            deadline,
+            source,
+            job_id,
+        )
+        return status != "UPDATE 0"
+
+    async def clear_reconcile(self, source: str, job_id: str) -> None:
+        await self._pool.execute(
+            "UPDATE jobs SET reconcile_at = NULL WHERE source = $1 AND job_id = $2", source, job_id
+        )
+
+    async def purge_finished(self, before: float, limit: int) -> int:
+        return await self._in_transaction(jobs.purge_finished, before, limit)
+
+    async def ping(self) -> None:
+        try:
+            async with asyncio.timeout(_PING_S), self._pool.acquire() as conn:
+                # A standby (or a primary demoted under us) answers reads but takes no writes.
+                read_only = await conn.fetchval(
+                    "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+                )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ServiceUnavailable(
+                f"the database did not answer: {type(exc).__name__}", "database_down"
+            ) from None
+        if read_only:
+            raise ServiceUnavailable(
+                "the database takes no writes (read-only or in recovery)", "writes_failing"
+            )
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,102 @@
+"""Subscriptions for PostgreSQL: their writes, and the enabled ones as fan-out matches them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from relay.domain.outbox import Recipient, recipient
+from relay.models import Subscription
+from relay.store.outbox_rows import SUBSCRIPTION_COLUMNS, subscription_from_row
+
+if TYPE_CHECKING:
+    from asyncpg import Connection
+
+__all__ = [
+    "GET_SUBSCRIPTION_SQL",
+    "LIST_SUBSCRIPTIONS_SQL",
+    "create_subscription",
+    "delete_subscription",
+    "disable",
+    "recipients",
+    "rotate_secret",
+]
+
+LIST_SUBSCRIPTIONS_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id"
+GET_SUBSCRIPTION_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1"
+
+
+def _event_types(stored: Any) -> list[str] | None:
+    """A subscription's `events` as stored (JSON text or bytes), or None for every final event."""
+    return None if stored is None else list(orjson.loads(stored))
+
+
+async def recipients(conn: Connection) -> list[Recipient]:
+    """Every enabled subscription, read in the caller's transaction (so its own changes count)."""
+    rows = await conn.fetch("SELECT id, url, source, events FROM subscriptions WHERE disabled_at IS NULL")
+    return [recipient(row[0], row[1], row[2], _event_types(row[3])) for row in rows]
+
+
+async def create_subscription(
+    conn: Connection, url: str, source: str | None, events: Sequence[str] | None, secret: str, now: float
+) -> Subscription:
+    """Store a new subscription; it receives events from now on (older jobs are not replayed to it)."""
+    row = await conn.fetchrow(
+        "INSERT INTO subscriptions (id, url, source, events, secret, created_at)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SUBSCRIPTION_COLUMNS}",
+        f"sub_{uuid.uuid4().hex}",
+        url,
+        source,
+        None if events is None else orjson.dumps(list(events)),
+        secret,
+        now,
+    )
+    return subscription_from_row(row)
+
+
+async def delete_subscription(conn: Connection, sub_id: str, now: float) -> bool:
+    """Remove a subscription; its deliveries not yet sent are given up (they stay listed, as dead)."""
+    if await conn.fetchval("DELETE FROM subscriptions WHERE id = $1 RETURNING id", sub_id) is None:
+        return False
+    await _give_up(conn, sub_id, "subscription deleted", now)
+    return True
+
+
+async def rotate_secret(
+    conn: Connection, sub_id: str, secret: str, now: float, overlap_s: float
+) -> Subscription | None:
+    """Give the subscription a new secret; the current one keeps signing too for `overlap_s`."""
+    row = await conn.fetchrow(
+        "UPDATE subscriptions SET previous_secret = secret, previous_secret_until = $1, secret = $2"
+        f" WHERE id = $3 RETURNING {SUBSCRIPTION_COLUMNS}",
+        now + overlap_s,
+        secret,
+        sub_id,
+    )
+    return None if row is None else subscription_from_row(row)
+
+
+async def disable(conn: Connection, sub_id: str, reason: str, now: float) -> None:
+    """Stop sending to a subscription (its endpoint keeps refusing); its unsent deliveries are given up."""
+    await conn.execute(
+        "UPDATE subscriptions SET disabled_at = $1, disabled_reason = $2"
+        " WHERE id = $3 AND disabled_at IS NULL",
+        now,
+        reason,
+        sub_id,
+    )
+    await _give_up(conn, sub_id, f"subscription disabled: {reason}", now)
+
+
+async def _give_up(conn: Connection, sub_id: str, reason: str, now: float) -> None:
+    """Deliveries of a subscription that will never go out; the one in flight settles when it answers."""
+    await conn.execute(
+        "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, last_error = $1, updated_at = $2"
+        " WHERE subscription_id = $3 AND status IN ('pending', 'retrying')",
+        reason,
+        now,
+        sub_id,
+    )
