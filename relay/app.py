@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from relay.delivery import Deliverer, delivery_client
-from relay.errors import InternalError, RelayError
+from relay.errors import BadRequest, InternalError, RelayError
 from relay.hub import Hub
 from relay.ingest import Ingestor
 from relay.loops import supervise
@@ -47,7 +47,17 @@ class RelayApp(Starlette):
             scope["path_params"] = params
             await hooks.endpoint(scope, receive, send)
             return
+        if scope["type"] == "http" and _holds_nul(scope):
+            # No stored value holds NUL (PostgreSQL's text cannot), so nothing a URL with one asks for exists.
+            refusal = BadRequest("a URL may not hold a NUL character (%00)", "bad_url")
+            await error_response(refusal)(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
+
+
+def _holds_nul(scope: Scope) -> bool:
+    """Whether the path or the query string carries a percent-encoded NUL."""
+    return b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b"")
 
 
 async def _relay_error(request: Request, exc: Exception) -> Response:

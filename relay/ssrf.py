@@ -133,6 +133,8 @@ async def check_url(
     """Refuse (400) a URL that is not http(s), or whose host resolves to any non-public address."""
     if len(url) > 2048:
         raise BadRequest("a subscriber URL may be at most 2048 characters", "bad_url")
+    if any(c.isspace() or not c.isprintable() for c in url):  # escapes go percent-encoded in a URL
+        raise BadRequest(f"{url!r} holds spaces or control characters", "bad_url")
     host, port = _parts(url)
     if allow_private:
         return
@@ -143,7 +145,7 @@ async def check_url(
         raise BadRequest(
             f"{url!r}: {host!r} did not resolve within {timeout_s:g} s", "unresolvable_host"
         ) from None
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA refuses (an empty or long label)
         raise BadRequest(
             f"{url!r}: the host {host!r} does not resolve ({exc})", "unresolvable_host"
         ) from None
@@ -181,7 +183,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                 addresses = await self._resolve(host, port)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise httpcore.ConnectError(f"resolving {host} failed: {exc}") from None
         if not addresses:
             raise httpcore.ConnectError(f"{host} resolves to no address")

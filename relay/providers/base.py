@@ -228,6 +228,8 @@ def job_id_of(value: Any, where: str) -> str:
     job_id = str(value)
     if not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
         raise BadRequest(f"the job ID at {where} is empty or longer than {MAX_JOB_ID_LENGTH}", "bad_job_id")
+    if "\x00" in job_id:  # PostgreSQL's text holds no NUL, so no backend takes one
+        raise BadRequest(f"the job ID at {where} holds a NUL character", "bad_job_id")
     return job_id
 
 

@@ -331,7 +331,9 @@ def test_fuzzed_reads(
     relay: ThreadedRelay, job_id: str, wait: str, last_event_id: str, authorization: str | None
 ) -> None:
     """Fuzzed job paths, waits, Last-Event-IDs and credentials on the reads: never a 5xx."""
-    headers = {} if authorization is None else {"authorization": authorization}
+    headers = (
+        {} if authorization is None else {"authorization": authorization.strip()}
+    )  # h11 sends no padding
     got = relay.client.get(job_path(job_id), params={"wait": wait}, headers=headers)
     assert_no_server_error(got)
     with relay.client.stream(

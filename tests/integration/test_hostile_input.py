@@ -145,7 +145,7 @@ ODD_JOB_IDS = [
     "a/events",
     "unicodé ✓ 猫",
     "tab\tnewline\nescape\x1b[31m",
-    "nul\x00byte",
+    "\x7f\x01\x1f",
 ]
 
 
@@ -163,6 +163,14 @@ async def test_any_stored_job_id_reads_back(relay: LiveRelay, job_id: str) -> No
     async with httpx.AsyncClient(base_url=relay.base_url) as browser:  # no API key: the ticket alone
         by_ticket = await browser.get(path_of(job_id), params={"ticket": ticket})
     assert by_ticket.status_code == 200 and by_ticket.json()["job_id"] == job_id
+
+
+@pytest.mark.parametrize("url", ["/v1/jobs/demo/a%00b", "/v1/jobs/demo/a%00b/events", "/v1/jobs?source=%00"])
+async def test_a_nul_in_a_url_is_400(relay: LiveRelay, url: str) -> None:
+    """A percent-encoded NUL in a path or a query is a 400 `bad_url`: no backend stores one (PostgreSQL's text
+    cannot), so there is nothing it could name."""
+    response = await relay.client.get(url)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "bad_url"
 
 
 async def test_a_path_that_is_not_utf8_is_404(relay: LiveRelay) -> None:
@@ -206,6 +214,11 @@ async def test_cli_escapes_control_characters_in_job_ids(tmp_path: Path) -> None
         ("POST", "/v1/jobs", {"source": ["demo"], "job_id": "j"}, "unknown_source"),
         ("POST", "/v1/jobs", {"source": "demo", "job_id": ["j"]}, "missing_job_id"),
         ("POST", "/v1/jobs", {"source": "demo", "job_id": "j" * 257}, "bad_job_id"),
+        ("POST", "/v1/jobs", {"source": "demo", "job_id": "nul\x00byte"}, "bad_job_id"),  # PostgreSQL: no NUL
+        ("POST", "/v1/subscriptions", {"url": "http://a..b/h"}, "unresolvable_host"),  # idna refuses it
+        ("POST", "/v1/subscriptions", {"url": "http://" + "a" * 64 + ".com/"}, "unresolvable_host"),
+        ("POST", "/v1/subscriptions", {"url": "http://a.com/\x00"}, "bad_url"),
+        ("POST", "/v1/subscriptions", {"url": "http://a.com/ x"}, "bad_url"),
         (
             "POST",
             "/v1/jobs",
