@@ -96,27 +96,28 @@ def create_app(
             providers = {name: build_provider(source) for name, source in settings.sources.items()}
             hub = Hub(settings.max_waiters)
             tokens = Tokens(settings.secret_key)
+            metrics = Metrics(ProviderWarnings(providers))
+            # Deliveries: one shared, guarded client; each committed job change wakes the deliverer.
+            delivery_http = delivery_client(settings)
+            deliverer = Deliverer(settings, store, delivery_http, clock, metrics)
             services = Services(
                 settings=settings,
                 store=store,
                 hub=hub,
                 tokens=tokens,
-                metrics=Metrics(ProviderWarnings(providers)),
+                metrics=metrics,
                 providers=providers,
                 ingestor=Ingestor(providers, store, hub, tokens, clock),
                 clock=clock,
                 # Calls to providers' own APIs (reconcile): only to their configured origins, no redirects.
                 provider_http=provider_client(providers.values(), settings.reconcile_timeout_s),
+                wake_deliverer=deliverer.wake,
             )
             app.state.services = services
             services.loops.append(
                 Sweeper(settings, store, providers, services.ingestor, services.provider_http, clock)
             )
-            # Deliveries: one shared, guarded client; each committed job change wakes the deliverer.
-            delivery_http = delivery_client(settings)
-            deliverer = Deliverer(settings, store, delivery_http, clock, services.metrics)
             services.loops.append(deliverer)
-            services.wake_deliverer = deliverer.wake
             services.ingestor.listeners.append(deliverer.wake)
             stop = asyncio.Event()
             # Supervised: a loop whose run dies is logged, restarted with backoff and reported by /healthz.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relay.outbox_models import AttemptResult, DeliveryStatus
+
 __all__ = ["Breaker", "Breakers"]
 
 
@@ -51,16 +53,17 @@ class Breakers:
         breaker.open_until = now + breaker.pause_s
         return True
 
-    def answered(self, endpoint: str, status_code: int | None, now: float) -> bool:
-        """Count an attempt's answer (None: no answer); answer whether it opened the breaker.
+    def answered(self, endpoint: str, result: AttemptResult, now: float) -> bool:
+        """Count an attempt's outcome, as `after_attempt` decided it; answer whether it opened the breaker.
 
-        A 2xx or a 410 (the subscriber answered, if only to say it is gone) closes it; a 429 counts for
-        nothing (the endpoint is alive, and Retry-After slows it); anything else is a failure.
+        Delivered, or disabling its subscription (the subscriber answered, if only to say it is gone), closes
+        it; a 429 counts for nothing (the endpoint is alive, and Retry-After slows it); anything else is a
+        failure.
         """
-        if status_code is not None and (200 <= status_code < 300 or status_code == 410):
+        if result.status == DeliveryStatus.DELIVERED or result.disable_subscription is not None:
             self.succeeded(endpoint)
             return False
-        return status_code != 429 and self.failed(endpoint, now)
+        return result.attempt.status_code != 429 and self.failed(endpoint, now)
 
     def limited(self, now: float, limit: int) -> dict[str, int]:
         """Endpoints whose breaker is not closed, with their room now (0 paused, 1 probing)."""

@@ -11,8 +11,9 @@ import click
 import httpx
 
 from relay.errors import ConfigError
+from relay.first_run import write_first_run_config
 from relay.providers import webhook_url
-from relay.settings import DEFAULT_CONFIG_PATH, Settings, config_path, load_settings, write_first_run_config
+from relay.settings import DEFAULT_CONFIG_PATH, Settings, config_path, load_settings
 from relay.store import migrate_database, redacted_url
 from relay.tokens import Tokens
 

@@ -46,7 +46,7 @@ class Connection(Protocol):
     """What the registry asks of a connection when a limit is reached."""
 
     def close_now(self) -> None:
-        """Close at once: evicted at the cap, its headers too slow, or its lingering over."""
+        """Close at once, and forget itself: evicted at the cap, its headers too slow, or lingered out."""
 
     def body_expired(self) -> None:
         """Its body did not arrive within the body timeout."""
@@ -64,7 +64,6 @@ class ConnectionLimits:
     body_timeout_s: float
     max_header_bytes: int
     max_headers: int
-    linger_s: float = _LINGER_S
 
     @property
     def sweep_every_s(self) -> float:
@@ -112,9 +111,7 @@ class ConnectionRegistry(Generic[C]):
         self.idle: OrderedDict[C, None] = OrderedDict()
         self.heads: Deadlines[C] = Deadlines(limits.header_timeout_s)
         self.bodies: Deadlines[C] = Deadlines(limits.body_timeout_s)
-        self.lingering: Deadlines[C] = Deadlines(limits.linger_s)
-        self.evicted = 0
-        self.refused = 0
+        self.lingering: Deadlines[C] = Deadlines(_LINGER_S)
         self._live: set[C] = set()
         self._autosweep = autosweep
         self._timer: asyncio.TimerHandle | None = None
@@ -122,21 +119,14 @@ class ConnectionRegistry(Generic[C]):
     def __len__(self) -> int:
         return len(self._live)
 
-    def __contains__(self, conn: object) -> bool:
-        return conn in self._live
-
     def admit(self, conn: C) -> bool:
         """Take a new connection; at the cap, evict the one idle the longest, else the one whose body has
         been arriving the longest (a request not received yet is no work yet, and slow bodies would
         otherwise pin the cap). False when every connection's request has been received."""
         if len(self._live) >= self.limits.max_connections:
             if not self.idle and not self.bodies:
-                self.refused += 1
                 return False
-            victim = next(iter(self.idle or self.bodies))
-            self.forget(victim)
-            self.evicted += 1
-            victim.close_now()
+            next(iter(self.idle or self.bodies)).close_now()  # which forgets it: its place is free
         self._live.add(conn)
         self.idle[conn] = None
         self.heads[conn] = self.clock()  # a first request's clock starts at the connection's
@@ -145,7 +135,11 @@ class ConnectionRegistry(Generic[C]):
         return True
 
     def forget(self, conn: C) -> None:
-        """`conn` is closed or closing: it no longer counts, and no clock of its runs."""
+        """`conn` is closed or closing: it no longer counts, and no clock of its runs.
+
+        A connection forgets itself, in `close_now` (every close relay asks for, the registry's included)
+        and when its transport is lost (a close the client made); the registry never does it for it.
+        """
         self._live.discard(conn)
         self.idle.pop(conn, None)
         self.heads.pop(conn, None)

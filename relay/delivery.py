@@ -17,7 +17,7 @@ from relay.breaker import Breakers
 from relay.domain.outbox import Answer, RetryPolicy, after_attempt, ended_at, endpoint_room
 from relay.loops import Loop
 from relay.metrics import Metrics
-from relay.models import AttemptResult, Claim, Delivery, DeliveryAttempt
+from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryAttempt
 from relay.settings import Settings
 from relay.ssrf import DestinationBlocked, guarded_transport
 from relay.store import OutboxStore
@@ -147,11 +147,11 @@ class Deliverer(Loop):
                 blocked=blocked,
                 finished=settled,
             )
-        except (
-            Exception
-        ):  # the loop backs off; the attempts' leases expire and they go again (same webhook-id)
+        except Exception:
+            # The loop backs off and logs the traceback; the attempts' leases expire and they go again
+            # (same webhook-id): one line here.
             if settled:
-                log.exception("recording %d delivery attempt(s) failed", len(settled))
+                log.error("recording %d delivery attempt(s) failed", len(settled))
             raise
         self._filled = len(claims) == free
         started = time.monotonic()
@@ -242,7 +242,7 @@ class Deliverer(Loop):
         """The answer's result for the delivery, counted by its endpoint's breaker and the metrics."""
         result = after_attempt(delivery, answer, self._policy)
         attempt = answer.attempt
-        if self.breakers.answered(delivery.endpoint, attempt.status_code, ended_at(attempt)):
+        if self.breakers.answered(delivery.endpoint, result, ended_at(attempt)):
             log.warning(
                 "endpoint %s failed %d times in a row: paused",
                 delivery.endpoint,

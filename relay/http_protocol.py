@@ -10,7 +10,7 @@ dictionary operations and no timer at all.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
@@ -175,14 +175,13 @@ class RelayHttpProtocol(HttpToolsProtocol):
 
     def body_expired(self) -> None:
         """The body is late: the app's next `receive` raises 408, and the connection closes after it."""
-        cycle = self.cycle
+        cycle = cast(_BodyCycle, self.cycle)  # `_track_body` made it one: only a timed body expires
         if cycle.response_complete:  # answered without the body (a 404, a 413): nothing more to wait for
             self.close_now()
             return
         cycle.keep_alive = False
-        if isinstance(cycle, _BodyCycle):
-            timeout = self.registry.limits.body_timeout_s
-            cycle.timed_out = RequestTimeout(f"the request body did not arrive within {timeout:g} s")
+        timeout = self.registry.limits.body_timeout_s
+        cycle.timed_out = RequestTimeout(f"the request body did not arrive within {timeout:g} s")
         cycle.message_event.set()
 
     def _refuse(self, exc: RelayError) -> None:

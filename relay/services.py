@@ -22,10 +22,6 @@ __all__ = ["Services"]
 L = TypeVar("L", bound=Loop)
 
 
-def _no_deliverer() -> None:
-    """The wake-up before the lifespan has a deliverer: nothing to wake."""
-
-
 @dataclass
 class Services:
     """What handlers reach through `request.app.state.services`."""
@@ -39,9 +35,9 @@ class Services:
     ingestor: Ingestor
     clock: Callable[[], float]
     provider_http: httpx.AsyncClient
-    loops: list[Loop] = field(default_factory=list)
     # Deliveries were queued outside a callback (a late per-job subscriber, a manual retry): send them now.
-    wake_deliverer: Callable[[], None] = _no_deliverer
+    wake_deliverer: Callable[[], None]
+    loops: list[Loop] = field(default_factory=list)
 
     def loop(self, kind: type[L]) -> L:
         """The running loop of a kind (tests drive its `run_once`)."""

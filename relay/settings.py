@@ -2,80 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from relay import signing
 from relay.backoff import DEFAULT_SCHEDULE_S
 from relay.errors import ConfigError
-from relay.models import MAX_TIMEOUT_S
-from relay.providers import KINDS, SourceConfig, build_provider, webhook_url
+from relay.models import MAX_TIMEOUT_S, is_seconds
+from relay.providers import SourceConfig, webhook_url
+from relay.source_config import from_env, source
 from relay.store import parse_database_url
 from relay.tokens import Tokens
 
-__all__ = ["DEFAULT_CONFIG_PATH", "Settings", "config_path", "load_settings", "write_first_run_config"]
+__all__ = ["DEFAULT_CONFIG_PATH", "Settings", "config_path", "load_settings"]
 
 DEFAULT_CONFIG_PATH = Path("relay.toml")
-
-# Top-level keys with their defaults; `*_env` forms are accepted for the secret ones.
-_TOP_LEVEL: dict[str, Any] = {
-    "database": "sqlite:///relay.db",
-    "public_url": None,
-    "host": "127.0.0.1",
-    "port": 8000,
-    "secret_key": None,
-    "api_keys": (),
-    "signing_secret": None,
-    "sweep_interval_s": 5.0,
-    "max_body_bytes": 4 * 1024 * 1024,
-    "allow_private_destinations": False,
-    "max_waiters": 20_000,
-    # Hostile clients (relay/http_protocol.py): 0 connections means from the open-file limit.
-    "max_connections": 0,
-    "header_timeout_s": 10.0,
-    "body_timeout_s": 30.0,
-    "max_header_bytes": 64 * 1024,
-    "max_headers": 100,
-    "max_wait_s": 300.0,
-    "waiter_poll_s": 10.0,
-    "sqlite_synchronous": "full",
-    "retention_days": 30.0,
-    "sse_heartbeat_s": 15.0,
-    "reconcile_concurrency": 8,
-    "reconcile_timeout_s": 10.0,
-    # Deliveries to subscribers (relay/delivery.py).
-    "delivery_timeout_s": 15.0,
-    "delivery_connect_timeout_s": 5.0,
-    "delivery_concurrency": 64,
-    "endpoint_concurrency": 8,
-    "delivery_poll_s": 1.0,
-    "retry_schedule_s": DEFAULT_SCHEDULE_S,
-    "retry_jitter": 0.1,
-    "retry_after_max_s": 3600.0,
-    "circuit_failures": 5,
-    "circuit_open_s": 30.0,
-    "circuit_open_max_s": 600.0,
-}
-_SECRET_KEYS = ("secret_key", "api_keys", "signing_secret")
-_SOURCE_COMMON = {
-    "kind",
-    "secret",
-    "secret_env",
-    "timeout_s",
-    "tolerance_s",
-    "max_deadline_s",
-    "reconcile_after_s",
-    "api_token",
-    "api_token_env",
-    "api_base_url",
-}
 
 
 @dataclass(frozen=True)
@@ -84,27 +30,28 @@ class Settings:
 
     secret_key: str = field(repr=False)
     api_keys: tuple[str, ...] = field(repr=False)
-    database: str = _TOP_LEVEL["database"]
+    database: str = "sqlite:///relay.db"
     public_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     signing_secret: str | None = field(default=None, repr=False)
     sweep_interval_s: float = 5.0
-    max_body_bytes: int = _TOP_LEVEL["max_body_bytes"]
+    max_body_bytes: int = 4 * 1024 * 1024
     allow_private_destinations: bool = False
     max_waiters: int = 20_000
+    # Hostile clients (relay/http_protocol.py).
     max_connections: int = 0  # per process; 0: the open-file limit less room for files and outbound sockets
     header_timeout_s: float = 10.0  # from a request's first byte (a connection's start) to its headers' end
     body_timeout_s: float = 30.0  # from the end of the headers to the end of the body
-    max_header_bytes: int = _TOP_LEVEL["max_header_bytes"]  # request line and headers together
+    max_header_bytes: int = 64 * 1024  # request line and headers together
     max_headers: int = 100
     max_wait_s: float = 300.0
     waiter_poll_s: float = 10.0
-    sqlite_synchronous: str = "full"
     retention_days: float = 30.0
     sse_heartbeat_s: float = 15.0
     reconcile_concurrency: int = 8
     reconcile_timeout_s: float = 10.0
+    # Deliveries to subscribers (relay/delivery.py).
     delivery_timeout_s: float = 15.0  # a whole attempt: connect, send, status and the first response bytes
     delivery_connect_timeout_s: float = 5.0
     delivery_concurrency: int = 64  # attempts in flight at once, all endpoints together
@@ -127,6 +74,17 @@ class Settings:
     def webhook_url(self, source: str, tokens: Tokens) -> str:
         """The URL a provider posts `source`'s callbacks to (with a token where the kind signs nothing)."""
         return webhook_url(self.base_url, self.sources[source], tokens)
+
+
+# Top-level config keys with their defaults: the fields of Settings, less the required ones' (which _validate
+# checks) and `sources`, plus the older `sqlite_synchronous` (folded into `database`); `*_env` forms are
+# accepted for the secret ones.
+_REQUIRED_UNSET: dict[str, Any] = {"secret_key": None, "api_keys": ()}
+_TOP_LEVEL: dict[str, Any] = {
+    **{f.name: _REQUIRED_UNSET.get(f.name, f.default) for f in fields(Settings) if f.name != "sources"},
+    "sqlite_synchronous": "full",
+}
+_SECRET_KEYS = ("secret_key", "api_keys", "signing_secret")
 
 
 def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -171,18 +129,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _from_env(raw: dict[str, Any], key: str, env: Mapping[str, str], where: str) -> Any:
-    """`key`, or the environment variable named by `key_env`."""
-    var = raw.get(f"{key}_env")
-    if var is None:
-        return raw.get(key)
-    if key in raw:
-        raise ConfigError(f"{where}{key}: set either {key} or {key}_env, not both")
-    if not isinstance(var, str) or var not in env:
-        raise ConfigError(f"{where}{key}_env: environment variable {var!r} is not set")
-    return env[var]
-
-
 def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     allowed = set(_TOP_LEVEL) | {f"{k}_env" for k in _SECRET_KEYS} | {"sources"}
     for key in raw:
@@ -190,7 +136,7 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"{key}: unknown config key")
     values: dict[str, Any] = {}
     for key, default in _TOP_LEVEL.items():
-        value = _from_env(raw, key, env, "") if key in _SECRET_KEYS else raw.get(key, default)
+        value = from_env(raw, key, env, "") if key in _SECRET_KEYS else raw.get(key, default)
         values[key] = default if value is None else _typed(key, value, default)
     if isinstance(values["api_keys"], str):
         values["api_keys"] = [k.strip() for k in values["api_keys"].split(",") if k.strip()]
@@ -205,9 +151,10 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     values["api_keys"] = tuple(values["api_keys"])
     if not values["secret_key"]:
         raise ConfigError("secret_key: required (or secret_key_env, or RELAY_SECRET_KEY)")
-    if values["sqlite_synchronous"] not in ("full", "normal"):
+    synchronous = values.pop("sqlite_synchronous")
+    if synchronous not in ("full", "normal"):
         raise ConfigError("sqlite_synchronous: expected 'full' or 'normal'")
-    values["database"] = _database_url(values["database"], values["sqlite_synchronous"])
+    values["database"] = _database_url(values["database"], synchronous)
     for key in (
         "max_body_bytes",
         "retention_days",
@@ -238,7 +185,7 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     sources = raw.get("sources", {})
     if not isinstance(sources, dict):
         raise ConfigError("sources: expected tables [sources.NAME]")
-    values["sources"] = {name: _source(name, table, env) for name, table in sources.items()}
+    values["sources"] = {name: source(name, table, env) for name, table in sources.items()}
     return Settings(**values)
 
 
@@ -266,9 +213,7 @@ def _check_delivery_settings(values: dict[str, Any]) -> None:
     if not 0 <= values["retry_jitter"] < 1:
         raise ConfigError("retry_jitter: expected a fraction from 0 up to (not including) 1")
     schedule = values["retry_schedule_s"]
-    if not isinstance(schedule, list | tuple) or not all(
-        isinstance(s, int | float) and not isinstance(s, bool) and 0 <= s <= MAX_TIMEOUT_S for s in schedule
-    ):
+    if not isinstance(schedule, list | tuple) or not all(is_seconds(s, zero=True) for s in schedule):
         raise ConfigError(f"retry_schedule_s: expected a list of delays in seconds (0 to {MAX_TIMEOUT_S:g})")
     values["retry_schedule_s"] = tuple(float(s) for s in schedule)
 
@@ -286,83 +231,3 @@ def _typed(key: str, value: Any, default: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     return value
-
-
-_SOURCE_NUMBER_DEFAULTS = {"timeout_s": 900.0, "tolerance_s": 300.0, "max_deadline_s": 86_400.0}
-
-
-def _positive(table: dict[str, Any], key: str, where: str) -> float:
-    value = table.get(key, _SOURCE_NUMBER_DEFAULTS.get(key))
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT_S:
-        raise ConfigError(
-            f"{where}{key}: expected a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {value!r}"
-        )
-    return float(value)
-
-
-def _source(name: str, table: Any, env: Mapping[str, str]) -> SourceConfig:
-    where = f"sources.{name}."
-    if not isinstance(table, dict):
-        raise ConfigError(f"sources.{name}: expected a table")
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise ConfigError(f"sources.{name}: a source name may hold only letters, digits, '-', '_' and '.'")
-    kind = table.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"{where}kind: unknown kind {kind!r} (one of {', '.join(sorted(KINDS))})")
-    provider_cls = KINDS[kind]
-    for key in table:
-        if key not in _SOURCE_COMMON and key not in provider_cls.options:
-            raise ConfigError(f"{where}{key}: unknown key for kind {kind!r}")
-    secret = _from_env(table, "secret", env, where)
-    secret_list = [secret] if isinstance(secret, str) else secret or []
-    if not isinstance(secret_list, list) or not all(isinstance(s, str) and s for s in secret_list):
-        raise ConfigError(f"{where}secret: expected a string or a list of strings")
-    numbers = {key: _positive(table, key, where) for key in ("timeout_s", "tolerance_s", "max_deadline_s")}
-    reconcile_after_s = _positive(table, "reconcile_after_s", where) if "reconcile_after_s" in table else None
-    api_token = _from_env(table, "api_token", env, where)
-    api_base_url = table.get("api_base_url")
-    for key, value in (("api_token", api_token), ("api_base_url", api_base_url)):
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{where}{key}: expected a string")
-    options = {key: table.get(key, default) for key, default in provider_cls.options.items()}
-    source = SourceConfig(
-        name=name,
-        kind=kind,
-        secrets=tuple(secret_list),
-        options=options,
-        api_token=api_token,
-        api_base_url=api_base_url,
-        reconcile_after_s=reconcile_after_s,
-        **numbers,
-    )
-    build_provider(source)  # raises a ConfigError naming the key when the kind's own checks fail
-    return source
-
-
-def write_first_run_config(path: Path, host: str | None = None, port: int | None = None) -> dict[str, str]:
-    """Create a config with a fresh secret key, API key and demo source; answer what to show the user once.
-
-    A `--host`/`--port` given on that first start is kept too, so later commands print the same URLs.
-    """
-    created = {
-        "secret_key": secrets.token_urlsafe(32),
-        "api_key": "rk_" + secrets.token_urlsafe(24),
-        "demo_secret": signing.new_secret(),
-        "signing_secret": signing.new_secret(),
-    }
-    text = (
-        "# Written by relay on first start. Edit freely; see the README for every key.\n"
-        f"secret_key = {json.dumps(created['secret_key'])}\n"
-        f"api_keys = [{json.dumps(created['api_key'])}]\n"
-        f"signing_secret = {json.dumps(created['signing_secret'])}  # signs per-job deliveries\n"
-        + (f"host = {json.dumps(host)}\n" if host is not None else "")
-        + (f"port = {port}\n" if port is not None else "")
-        + "\n"
-        "[sources.demo]\n"
-        'kind = "standard-webhooks"\n'
-        f"secret = {json.dumps(created['demo_secret'])}\n"
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return created

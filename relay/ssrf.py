@@ -101,8 +101,7 @@ def blocked_reason(address: str | IPAddress) -> str | None:
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 form reaches: IPv4-mapped, 6to4, Teredo, NAT64 or IPv4-compatible."""
     embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-    in_low32 = any(ip in net for net in _NAT64) or (ip in _V4_COMPATIBLE and int(ip) > 1)
-    if embedded is None and in_low32:
+    if embedded is None and (any(ip in net for net in _NAT64) or (ip in _V4_COMPATIBLE and int(ip) > 1)):
         embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return embedded
 

@@ -92,6 +92,10 @@ class LiveRelay:
             f"/hooks/{source}", content=payload, headers=signed_headers(secret, payload, **kwargs)
         )
 
+    async def healthy(self) -> bool:
+        """Whether /healthz answers 200."""
+        return (await self.client.get("/healthz")).status_code == 200
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -5,24 +5,22 @@ answer does to its delivery. Every backend calls these inside its own transactio
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 import orjson
 
 from relay.backoff import next_attempt_at, retry_after_s
-from relay.models import (
+from relay.models import Event, Job, record
+from relay.outbox_models import (
     FINAL_EVENT_TYPES,
     AttemptResult,
     Claim,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
-    Event,
-    Job,
     Subscription,
-    record,
 )
 
 if TYPE_CHECKING:
@@ -127,21 +125,19 @@ def claimable(
     limit: int,
     per_endpoint: int,
     room: Mapping[str, int],
-    blocked: Collection[str] = (),
 ) -> list[int]:
     """The ids of due `(id, endpoint)` candidates, in their order, that one round takes.
 
-    At most `limit` in all, and `room[endpoint]` (default `per_endpoint`) per endpoint, none for `blocked`.
+    At most `limit` in all, and `room[endpoint]` (default `per_endpoint`) per endpoint. The candidates hold
+    no endpoint without room (the candidate query leaves the blocked ones out).
     """
-    left = dict(room)
-    left.update(dict.fromkeys(blocked, 0))
     taken: dict[str, int] = {}
     ids: list[int] = []
     for row_id, endpoint in candidates:  # iterated lazily: a query stops at the limit
         if len(ids) >= limit:
             break
         count = taken.get(endpoint, 0)
-        if count >= left.get(endpoint, per_endpoint):
+        if count >= room.get(endpoint, per_endpoint):
             continue
         taken[endpoint] = count + 1
         ids.append(row_id)
@@ -184,7 +180,6 @@ class RetryPolicy:
     schedule_s: tuple[float, ...]  # the delays before retry 1, 2, ...; then dead
     jitter: float  # each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
     retry_after_max_s: float  # the longest Retry-After honoured
-    quick_failure_s: float = QUICK_FAILURE_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
@@ -229,7 +224,7 @@ def after_attempt(
         status, when, disable = DeliveryStatus.DEAD, None, "410 Gone"
     elif (
         answer.connection_failed
-        and attempt.latency_ms < policy.quick_failure_s * 1000
+        and attempt.latency_ms < QUICK_FAILURE_S * 1000
         and not delivery.quick_retried
     ):
         status, when, quick = DeliveryStatus.RETRYING, done, True
@@ -239,7 +234,9 @@ def after_attempt(
         if when is not None and asked is not None:
             when = done + min(asked, policy.retry_after_max_s)
         status = DeliveryStatus.DEAD if when is None else DeliveryStatus.RETRYING
-    return AttemptResult(delivery.id, delivery.attempts, attempt, status, when, quick, disable)
+    return AttemptResult(
+        delivery.id, delivery.attempts, attempt, status, when, quick, disable, delivery.subscription_id
+    )
 
 
 @record

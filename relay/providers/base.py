@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from relay.errors import BadRequest, ConfigError, Unauthorized
-from relay.jsoncodec import MAX_DEPTH, check_depth
+from relay.jsoncodec import check_depth, too_deep
 from relay.models import Callback, Job, Status
 from relay.providers.api import ProviderApi, host_of
 
@@ -213,7 +213,7 @@ def load_object(body: bytes) -> dict[str, Any]:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc):  # orjson stops reading at its own limit, far past ours
-            raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels", "too_deep") from None
+            raise too_deep() from None
         raise BadRequest(f"the body is not valid JSON: {exc}", "malformed_json") from None
     if not isinstance(doc, dict):
         raise BadRequest("the body is JSON but not an object", "malformed_json")

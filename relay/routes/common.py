@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_LIST_LIMIT",
     "RawPathRoute",
     "authorize",
+    "configured_source",
     "error_response",
     "headers_of",
     "json_response",
@@ -55,6 +56,13 @@ async def send_json(send: Send, content: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def configured_source(source: Any, sources: Container[str]) -> str:
+    """`source` from a body, refused (400 `unknown_source`) unless it names a configured source."""
+    if not isinstance(source, str) or source not in sources:
+        raise BadRequest(f"source {source!r} is not configured", "unknown_source")
+    return source
 
 
 def error_response(exc: RelayError) -> Response:

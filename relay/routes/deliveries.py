@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from relay.errors import Conflict, NotFound
-from relay.models import Delivery, DeliveryStatus
+from relay.outbox_models import Delivery, DeliveryStatus
 from relay.routes.common import authorize, json_response, next_cursor, page, row_id, services, status_filter
 
 __all__ = ["routes"]

@@ -14,11 +14,12 @@ from starlette.types import Receive
 from relay.errors import BadRequest, NotFound
 from relay.hub import Waiter
 from relay.jsoncodec import dumps
-from relay.models import MAX_TIMEOUT_S, Job, Registration, Status
+from relay.models import MAX_TIMEOUT_S, Job, Registration, Status, is_seconds
 from relay.providers.base import job_id_of, load_object
 from relay.routes.common import (
     RawPathRoute,
     authorize,
+    configured_source,
     json_response,
     next_cursor,
     page,
@@ -150,16 +151,10 @@ def _registration(doc: dict[str, Any], sources: Any) -> Registration:
     unknown = set(doc) - {"source", "job_id", "timeout_s", "subscribers", "metadata"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", "bad_field")
-    source = doc.get("source")
-    if not isinstance(source, str) or source not in sources:
-        raise BadRequest(f"source {source!r} is not configured", "unknown_source")
+    source = configured_source(doc.get("source"), sources)
     job_id = job_id_of(doc.get("job_id"), "/job_id")
     timeout_s = doc.get("timeout_s")
-    if timeout_s is not None and (
-        isinstance(timeout_s, bool)
-        or not isinstance(timeout_s, int | float)
-        or not 0 < timeout_s <= MAX_TIMEOUT_S  # also refuses nan and inf
-    ):
+    if timeout_s is not None and not is_seconds(timeout_s):
         raise BadRequest(
             f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}", "bad_field"
         )

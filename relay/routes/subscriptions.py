@@ -11,9 +11,9 @@ from starlette.routing import Route
 
 from relay import signing, ssrf
 from relay.errors import BadRequest, NotFound
-from relay.models import EVENT_TYPES
+from relay.outbox_models import EVENT_TYPES
 from relay.providers.base import load_object
-from relay.routes.common import authorize, json_response, read_body, services
+from relay.routes.common import authorize, configured_source, json_response, read_body, services
 
 __all__ = ["ROTATION_OVERLAP_S", "check_subscriber_urls", "routes"]
 
@@ -53,8 +53,8 @@ async def create_subscription(request: Request) -> Response:
     url, source = doc.get("url"), doc.get("source")
     if not isinstance(url, str):
         raise BadRequest("url is required: the http(s) URL to deliver to", "bad_url")
-    if source is not None and (not isinstance(source, str) or source not in svc.settings.sources):
-        raise BadRequest(f"source {source!r} is not configured", "unknown_source")
+    if source is not None:
+        source = configured_source(source, svc.settings.sources)
     events = _events(doc.get("events"))
     await check_subscriber_urls(request, [url])
     subscription = await svc.store.create_subscription(url, source, events, signing.new_secret(), svc.clock())

@@ -8,20 +8,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl
 
-from relay.models import (
-    AttemptResult,
-    Callback,
-    CallbackRecord,
-    Claim,
-    Delivery,
-    DeliveryStatus,
-    Event,
-    IngestOutcome,
-    Job,
-    Registration,
-    Status,
-    Subscription,
-)
+from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
+from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
 
 __all__ = [
     "DatabaseUrl",

@@ -3,24 +3,29 @@ query; the same for every backend (a backend numbers the `?` placeholders its ow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 
-from relay.domain.outbox import settlement_of
-from relay.models import AttemptResult, Delivery, DeliveryAttempt, DeliveryStatus, Subscription
+from relay.domain.outbox import UNSETTLED_STATUSES, settlement_of
+from relay.outbox_models import AttemptResult, Delivery, DeliveryAttempt, DeliveryStatus, Subscription
+from relay.store.rows import page_sql
 
 __all__ = [
     "ATTEMPT_COLUMNS",
     "DELIVERY_COLUMNS",
+    "GET_SUBSCRIPTION_SQL",
+    "LIST_SUBSCRIPTIONS_SQL",
     "SUBSCRIPTION_COLUMNS",
+    "UNSETTLED",
     "attempt_from_row",
     "attempt_values",
     "delivery_from_row",
     "list_deliveries_sql",
     "settlement_values",
     "subscription_from_row",
+    "with_attempts",
 ]
 
 SUBSCRIPTION_COLUMNS = (
@@ -33,6 +38,12 @@ DELIVERY_COLUMNS = (
     " last_error"
 )
 ATTEMPT_COLUMNS = "delivery_id, attempted_at, status_code, latency_ms, error, response"
+
+LIST_SUBSCRIPTIONS_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id"
+GET_SUBSCRIPTION_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?"
+
+# `UNSETTLED_STATUSES` as a list for `status IN ...`.
+UNSETTLED = f"({', '.join(repr(status.value) for status in UNSETTLED_STATUSES)})"
 
 
 def subscription_from_row(row: Any) -> Subscription:
@@ -80,6 +91,16 @@ def attempt_from_row(row: Any) -> DeliveryAttempt:
     return DeliveryAttempt(at=row[1], status_code=row[2], latency_ms=row[3], error=row[4], response=row[5])
 
 
+def with_attempts(rows: Iterable[Any], attempt_rows: Iterable[Any]) -> list[Delivery]:
+    """The deliveries of `rows` (selected with `DELIVERY_COLUMNS`), each with its attempts among
+    `attempt_rows` (selected with `ATTEMPT_COLUMNS`, oldest first)."""
+    selected = list(rows)
+    history: dict[int, list[DeliveryAttempt]] = {row[0]: [] for row in selected}
+    for attempt in attempt_rows:
+        history[attempt[0]].append(attempt_from_row(attempt))
+    return [delivery_from_row(row, history[row[0]]) for row in selected]
+
+
 def list_deliveries_sql(
     *,
     status: str | None,
@@ -90,19 +111,14 @@ def list_deliveries_sql(
     limit: int,
 ) -> tuple[str, list[Any]]:
     """The newest-first page query for the given filters."""
-    clauses, params = [], []
-    for clause, value in (
+    filters = (
         ("status = ?", status),
         ("source = ?", source),
         ("job_id = ?", job_id),
         ("subscription_id = ?", subscription_id),
         ("id < ?", before),
-    ):
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT {DELIVERY_COLUMNS} FROM deliveries {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+    )
+    return page_sql(f"SELECT {DELIVERY_COLUMNS} FROM deliveries", filters, limit)
 
 
 def attempt_values(result: AttemptResult) -> tuple[Any, ...]:

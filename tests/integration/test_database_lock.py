@@ -16,6 +16,7 @@ import orjson
 from relay.settings import Settings
 from relay.store.sqlite import SQLiteStore
 from tests.conftest import LiveRelay, wait_for
+from tests.store.test_sqlite_writer_health import cap_at_current_size
 
 MARGIN_S = 0.1  # how much slower than usual a request may answer while the lock is held
 ROUTES = ("/healthz", "/no-such-path", "/v1/jobs/demo/j0")  # the health check, a 404, a job read
@@ -61,10 +62,6 @@ async def healthz(relay: LiveRelay) -> httpx.Response:
     return await relay.client.get("/healthz")
 
 
-async def healthy(relay: LiveRelay) -> bool:
-    return (await healthz(relay)).status_code == 200
-
-
 def writer_of(relay: LiveRelay) -> SQLiteStore:
     store = relay.services.store
     assert isinstance(store, SQLiteStore)
@@ -96,7 +93,7 @@ async def test_a_held_write_lock_stalls_no_request(relay: LiveRelay) -> None:
     assert response.status_code == 200, response.text
     job = await relay.client.get("/v1/jobs/demo/j1")
     assert job.json()["status"] == "succeeded"
-    await wait_for(lambda: healthy(relay))
+    await wait_for(relay.healthy)
 
 
 async def test_a_write_that_cannot_get_the_lock_is_a_503_and_stores_nothing(relay: LiveRelay) -> None:
@@ -115,7 +112,7 @@ async def test_a_write_that_cannot_get_the_lock_is_a_503_and_stores_nothing(rela
         assert registration.status_code == 503, registration.text
         assert (await relay.client.get("/v1/jobs/demo/j1")).status_code == 404
         assert (await healthz(relay)).json()["error"]["code"] == "database_busy"
-    await wait_for(lambda: healthy(relay))
+    await wait_for(relay.healthy)
     for job_id in ("j1", "j2"):
         retried = await relay.post_callback("demo", final(job_id))
         assert retried.status_code == 200 and retried.json()["duplicate"] is False, retried.text
@@ -126,10 +123,6 @@ async def test_a_full_disk_fails_callbacks_with_503_and_recovers(relay: LiveRela
     """With no room left (max_page_count on the writer's connection), callbacks are 503 writes_failing and
     store nothing, /healthz is 503; once room is made, /healthz is 200 and callbacks land."""
     writer = writer_of(relay).writer
-
-    def cap_at_current_size(conn: sqlite3.Connection) -> None:
-        (pages,) = conn.execute("PRAGMA page_count").fetchone()
-        conn.execute(f"PRAGMA max_page_count = {pages}")
 
     await writer.run(cap_at_current_size)
     big = "x" * 20_000  # overflow pages: the insert must grow the file

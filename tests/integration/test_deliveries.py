@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from relay.cli import main as cli
 from relay.delivery import RESPONSE_HEAD_BYTES, Deliverer
-from relay.models import DeliveryStatus
+from relay.outbox_models import DeliveryStatus
 from relay.settings import Settings
 from relay.sweeper import Sweeper
 from tests.conftest import Clock, LiveRelay, free_port, make_settings, start_relay, wait_for

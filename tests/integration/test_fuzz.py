@@ -8,13 +8,13 @@ hypothesis drives it with a plain blocking client.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -22,12 +22,15 @@ import pytest
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 
 from relay.app import create_app
-from relay.models import EVENT_TYPES, Status
+from relay.models import Status
+from relay.outbox_models import EVENT_TYPES
 from relay.server import RelayServer
 from relay.settings import Settings
 from tests.conftest import API_KEY, DEMO_SECRET, free_port, make_settings, signed_headers
+from tests.integration.test_hostile_input import nested, path_of
 
 FUZZ = settings(
     max_examples=120,
@@ -40,6 +43,24 @@ FUZZ = settings(
 # --- the relay under test --------------------------------------------------------------------------------
 
 
+class _SignallingServer(RelayServer):
+    """Sets `ready` once it listens, or once it stopped without ever listening."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config, app)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+    def run_to_end(self) -> None:
+        try:
+            asyncio.run(self.serve())
+        finally:
+            self.ready.set()
+
+
 class ThreadedRelay:
     """`relay serve`'s app under uvicorn in a thread, with its loops stopped (no deliveries go out)."""
 
@@ -48,8 +69,8 @@ class ThreadedRelay:
         self.port = free_port()
         app = create_app(settings, background=False)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical", lifespan="on")
-        self.server = RelayServer(config, app)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
+        self.server = _SignallingServer(config, app)
+        self.thread = threading.Thread(target=self.server.run_to_end, daemon=True)
         self.client = httpx.Client(
             base_url=f"http://127.0.0.1:{self.port}",
             headers={"authorization": f"Bearer {API_KEY}"},
@@ -58,10 +79,7 @@ class ThreadedRelay:
 
     def __enter__(self) -> ThreadedRelay:
         self.thread.start()
-        for _ in range(1000):  # bounded: the server starts within a second or two
-            if self.server.started or not self.thread.is_alive():
-                break
-            threading.Event().wait(0.01)
+        self.server.ready.wait(timeout=30)  # bounded: the server starts within a second or two
         assert self.server.started, "relay did not start"
         return self
 
@@ -86,10 +104,6 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedRelay]:
         yield live
 
 
-def job_path(job_id: str) -> str:
-    return "/v1/jobs/demo/" + quote(job_id, safe="").replace(".", "%2E")
-
-
 def assert_no_server_error(response: httpx.Response) -> None:
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code >= 400:  # every refusal is in the API's error shape
@@ -100,16 +114,16 @@ def assert_no_server_error(response: httpx.Response) -> None:
 def assert_reads_back(relay: ThreadedRelay, job_id: str) -> None:
     """The job answers, as itself, through every read path."""
     client = relay.client
-    got = client.get(job_path(job_id))
+    got = client.get(path_of(job_id))
     assert got.status_code == 200, got.text[:500]
     job = got.json()
     assert job["job_id"] == job_id
-    assert client.get(job_path(job_id), params={"wait": "0.001"}).json()["job_id"] == job_id
+    assert client.get(path_of(job_id), params={"wait": "0.001"}).json()["job_id"] == job_id
     listed = client.get("/v1/jobs", params={"source": "demo", "limit": 500})
     assert listed.status_code == 200 and job_id in [j["job_id"] for j in listed.json()["jobs"]]
-    history = client.get(job_path(job_id) + "/callbacks")
+    history = client.get(path_of(job_id) + "/callbacks")
     assert history.status_code == 200, history.text[:500]
-    with client.stream("GET", job_path(job_id) + "/events") as stream:
+    with client.stream("GET", path_of(job_id) + "/events") as stream:
         assert stream.status_code == 200
         if Status(job["status"]).final:  # the stream sends the events and closes
             events = [line for line in stream.iter_lines() if line.startswith("data: ")]
@@ -130,13 +144,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=20,
 )
-
-
-def nested(depth: int) -> Any:
-    value: Any = []
-    for _ in range(depth - 1):
-        value = [value]
-    return value
 
 
 # Around the depth bound (64 for a body; the value sits one level in), as well as far past it.
@@ -334,10 +341,10 @@ def test_fuzzed_reads(
     headers = (
         {} if authorization is None else {"authorization": authorization.strip()}
     )  # h11 sends no padding
-    got = relay.client.get(job_path(job_id), params={"wait": wait}, headers=headers)
+    got = relay.client.get(path_of(job_id), params={"wait": wait}, headers=headers)
     assert_no_server_error(got)
     with relay.client.stream(
-        "GET", job_path(job_id) + "/events", params={"last_event_id": last_event_id}, headers=headers
+        "GET", path_of(job_id) + "/events", params={"last_event_id": last_event_id}, headers=headers
     ) as stream:
         assert stream.status_code < 500
-    assert_no_server_error(relay.client.get(job_path(job_id) + "/callbacks", headers=headers))
+    assert_no_server_error(relay.client.get(path_of(job_id) + "/callbacks", headers=headers))

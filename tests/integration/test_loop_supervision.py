@@ -29,10 +29,6 @@ async def loop_failing(relay: LiveRelay) -> httpx.Response | None:
     return None
 
 
-async def healthy(relay: LiveRelay) -> bool:
-    return (await relay.client.get("/healthz")).status_code == 200
-
-
 async def test_a_loop_that_dies_outside_its_round_is_restarted_and_reported(
     fast_sweeper_relay: LiveRelay, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -40,7 +36,7 @@ async def test_a_loop_that_dies_outside_its_round_is_restarted_and_reported(
     is 503 loop_failing naming it while it keeps dying, and 200 again after its first clean round."""
     relay = fast_sweeper_relay
     sweeper = relay.services.loop(Sweeper)
-    await wait_for(lambda: healthy(relay))
+    await wait_for(relay.healthy)
     broken = True
 
     def go_again(done: int) -> bool:
@@ -60,7 +56,7 @@ async def test_a_loop_that_dies_outside_its_round_is_restarted_and_reported(
     assert any("restarting the sweeper loop" in r.getMessage() for r in caplog.records)
 
     broken = False
-    await wait_for(lambda: healthy(relay))
+    await wait_for(relay.healthy)
     assert sweeper.crashes == 0
 
 
@@ -70,7 +66,7 @@ async def test_a_loop_failing_round_after_round_is_reported_until_a_clean_round(
     """FAILING_ROUNDS failed rounds in a row make /healthz 503 loop_failing; one clean round ends it."""
     relay = fast_sweeper_relay
     sweeper = relay.services.loop(Sweeper)
-    await wait_for(lambda: healthy(relay))
+    await wait_for(relay.healthy)
     working = sweeper.run_once
     broken = True
 
@@ -86,5 +82,5 @@ async def test_a_loop_failing_round_after_round_is_reported_until_a_clean_round(
     assert f"sweeper loop failed its last {sweeper.failures} rounds" in answer.json()["error"]["message"]
     broken = False
     sweeper.wake()  # skip the rest of the backoff
-    await wait_for(lambda: healthy(relay))
+    await wait_for(relay.healthy)
     assert sweeper.failures == 0

@@ -19,15 +19,10 @@ from tests.conftest import (
     start_relay,
     wait_for,
 )
-from tests.fake_provider_api import FakeProviderApi, fake_provider_api
+from tests.fake_provider_api import FakeProviderApi
+from tests.integration.test_hostile_input import nested
 
 T0 = 1_900_000_000.0
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeProviderApi]:
-    async with fake_provider_api() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -135,10 +130,7 @@ async def test_provider_errors_and_hangs_mean_timed_out(relay: LiveRelay, api: F
 async def test_a_provider_answer_nested_too_deep_is_no_answer(relay: LiveRelay, api: FakeProviderApi) -> None:
     """A status answer nested past the depth a callback may have is not stored: the job times out."""
     await register(relay, "replicate", "deep")
-    output: Any = []
-    for _ in range(100):
-        output = [output]
-    api.answer("/v1/predictions/deep", {"id": "deep", "status": "succeeded", "output": output})
+    api.answer("/v1/predictions/deep", {"id": "deep", "status": "succeeded", "output": nested(101)})
     await sweep(relay, T0 + 101)
     assert api.paths() == ["/v1/predictions/deep"]
     assert (await job(relay, "replicate", "deep"))["status"] == "timed_out"

@@ -18,7 +18,7 @@ import pytest
 
 from relay.providers.api import OriginRefused
 from tests.conftest import Clock, LiveRelay, make_settings, start_relay
-from tests.fake_provider_api import FakeProviderApi, fake_provider_api
+from tests.fake_provider_api import FakeProviderApi
 from tests.integration.test_reconcile import T0, job, register, sources, sweep
 
 TRAP_ANSWER = b'{"id": "p1", "status": "succeeded", "output": "internal secret", "error": null}'
@@ -62,12 +62,6 @@ async def trap_server(**answer: Any) -> AsyncIterator[Trap]:
     finally:
         server.close()
         await server.wait_closed()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeProviderApi]:
-    async with fake_provider_api() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from relay.settings import load_settings, write_first_run_config
+from relay.first_run import write_first_run_config
+from relay.settings import load_settings
 from tests.conftest import LiveRelay, make_settings, start_relay
 
 # Public addresses stand for subscribers that are never called here (the tests need no DNS).

@@ -6,17 +6,9 @@ from typing import Any
 
 import orjson
 
-from relay.models import (
-    AttemptResult,
-    Callback,
-    Claim,
-    DeliveryAttempt,
-    DeliveryStatus,
-    Registration,
-    Status,
-    endpoint_of,
-)
-from relay.store import Store
+from relay.models import Callback, Registration, Status
+from relay.outbox_models import AttemptResult, Claim, DeliveryAttempt, DeliveryStatus, endpoint_of
+from relay.store import OutboxStore, Store
 
 T0 = 1_800_000_000.0
 TIMEOUT = 900.0
@@ -33,16 +25,19 @@ def callback(job_id: str, status: Status, delivery_id: str | None = None) -> Cal
     )
 
 
-async def claim(store: Store, now: float = T0, limit: int = 100, **kwargs: Any) -> list[Claim]:
-    options: dict[str, Any] = {"lease_s": 45.0, "per_endpoint": 8, "room": {}, "blocked": []}
-    options.update(kwargs)
-    return await store.claim_deliveries(now, limit=limit, **options)
+# A claim's options unless a test says otherwise.
+CLAIM_OPTIONS: dict[str, Any] = {"lease_s": 45.0, "per_endpoint": 8, "room": {}, "blocked": []}
+
+
+async def claim(store: OutboxStore, now: float = T0, limit: int = 100, **kwargs: Any) -> list[Claim]:
+    return await store.claim_deliveries(now, limit=limit, **{**CLAIM_OPTIONS, **kwargs})
 
 
 async def finish(
     store: Store, c: Claim, status: DeliveryStatus, when: float | None = None, **kw: Any
 ) -> bool:
     attempt = OK if status == DeliveryStatus.DELIVERED else DeliveryAttempt(T0, 500, 2.0, None, b"no")
+    kw.setdefault("subscription_id", c.delivery.subscription_id)
     result = AttemptResult(c.delivery.id, c.delivery.attempts, attempt, status, when, **kw)
     (recorded,) = await store.finish_deliveries([result])
     return recorded

@@ -10,18 +10,18 @@ import asyncpg
 import orjson
 import pytest
 
-from relay.models import AttemptResult, Claim, DeliveryAttempt, DeliveryStatus, Event, Job
+from relay.models import Event, Job
+from relay.outbox_models import AttemptResult, Claim, DeliveryStatus
 from relay.store.postgres import deliveries, subscriptions
 from relay.store.postgres.outbox import OutboxMethods, queue_deliveries
 from relay.store.rows import JOB_COLUMNS, job_from_row
+from tests.store.test_deliveries_store import CLAIM_OPTIONS, OK, SECRET, T0
+from tests.store.test_deliveries_store import URL_A as URL
 
 pytestmark = pytest.mark.postgres
 
-T0 = 1_800_000_000.0
-URL = "https://a.example.com/hook"
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-OK = DeliveryAttempt(T0, 200, 3.0, None, b"ok")
-OPTIONS: dict[str, Any] = {"lease_s": 45.0, "per_endpoint": 1000, "room": {}, "blocked": []}
+# Room enough at the one endpoint for every claim here.
+OPTIONS: dict[str, Any] = {**CLAIM_OPTIONS, "per_endpoint": 1000}
 
 
 class Outbox(OutboxMethods):

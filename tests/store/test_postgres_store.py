@@ -10,6 +10,7 @@ import pytest
 from relay.errors import ServiceUnavailable
 from relay.models import Registration, Status
 from relay.store import Store, open_store
+from tests.store.test_deliveries_store import SECRET, URL_A, claim
 from tests.store.test_store_contract import T0, TIMEOUT, callback
 
 pytestmark = pytest.mark.postgres
@@ -85,14 +86,10 @@ async def test_ping_tells_a_closed_pool_from_a_live_one(postgres_database: str) 
 async def test_a_starting_relay_leaves_other_relays_claims_alone(two_stores: tuple[Store, Store]) -> None:
     """Recovery at start takes nothing from a relay still sending: its claim stands until its lease ends."""
     first, second = two_stores
-    await first.create_subscription(
-        "https://a.example.com/hook", None, None, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", T0
-    )
+    await first.create_subscription(URL_A, None, None, SECRET, T0)
     await first.ingest("demo", callback("j", Status.SUCCEEDED, "d1"), T0, TIMEOUT)
-    (held,) = await first.claim_deliveries(T0, limit=10, lease_s=60, per_endpoint=8, room={}, blocked=[])
+    (held,) = await claim(first, T0, limit=10, lease_s=60)
     assert await second.recover_deliveries(T0 + 1) == 0
-    assert (
-        await second.claim_deliveries(T0 + 1, limit=10, lease_s=60, per_endpoint=8, room={}, blocked=[]) == []
-    )
+    assert await claim(second, T0 + 1, limit=10, lease_s=60) == []
     (delivery,) = await second.list_deliveries()
     assert (delivery.id, delivery.status.value) == (held.delivery.id, "delivering")

@@ -42,6 +42,12 @@ async def code_of_ping(store: SQLiteStore) -> str | None:
     return None
 
 
+def cap_at_current_size(conn: sqlite3.Connection) -> None:
+    """A full disk, as SQLite meets one: the file may not grow past the pages it has (SQLITE_FULL)."""
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
 async def test_bulk_work_waits_for_the_lock_on_the_thread_and_commits_once_free(store: SQLiteStore) -> None:
     """A bulk batch finding the lock taken waits on the writer thread; ping says database_busy meanwhile."""
     other = other_connection(store)
@@ -59,11 +65,7 @@ async def test_a_full_disk_is_reported_until_room_is_proven(store: SQLiteStore) 
     """After a write failed for want of room, a batch that writes nothing does not clear it; ping's probe,
     which allocates a page, says writes_failing until there is room, then the writer is healthy again."""
 
-    def cap(conn: sqlite3.Connection) -> None:
-        (pages,) = conn.execute("PRAGMA page_count").fetchone()
-        conn.execute(f"PRAGMA max_page_count = {pages}")
-
-    await store.writer.run(cap)
+    await store.writer.run(cap_at_current_size)
     results = await asyncio.gather(
         store.writer.run(put_blob, 1), store.writer.run(put_blob, 50_000), return_exceptions=True
     )
@@ -77,7 +79,7 @@ async def test_a_full_disk_is_reported_until_room_is_proven(store: SQLiteStore) 
     await store.writer.run(put_blob, 50_000)
 
 
-def test_only_the_databases_own_failures_are_503s() -> None:
+def test_only_the_databases_own_failures_are_503s(tmp_path: Path) -> None:
     """Lock and storage errors map to 503s with their codes; an operation's own error stays its own."""
     with closing(sqlite3.connect(":memory:")) as conn, pytest.raises(sqlite3.IntegrityError) as duplicate:
         conn.execute("CREATE TABLE t (x PRIMARY KEY)")
@@ -85,7 +87,17 @@ def test_only_the_databases_own_failures_are_503s() -> None:
         conn.execute("INSERT INTO t VALUES (1)")
     assert unavailable(duplicate.value) is None
     assert unavailable(ValueError("not sqlite")) is None
-    busy = sqlite3.OperationalError("database is locked")
-    busy.sqlite_errorcode = 5  # type: ignore[attr-defined]
+    path = tmp_path / "locked.db"
+    with (
+        closing(sqlite3.connect(path, isolation_level=None)) as holder,
+        closing(sqlite3.connect(path, timeout=0)) as writer,
+    ):
+        holder.execute("CREATE TABLE t (x)")
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            writer.execute("INSERT INTO t VALUES (1)")
+        holder.execute("ROLLBACK")
+    busy = locked.value
+    assert busy.sqlite_errorcode == sqlite3.SQLITE_BUSY
     mapped = unavailable(busy)
     assert mapped is not None and mapped.code == "database_busy" and mapped.__cause__ is busy

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from relay.breaker import Breakers
+from relay.domain.outbox import after_attempt
+from relay.outbox_models import AttemptResult
+from tests.unit.test_outbox import NO_JITTER, answered, delivery
 
 EP = "https://hooks.example.com:443"
 NOW = 1_800_000_000.0
@@ -50,14 +53,22 @@ def test_stragglers_failing_while_paused_do_not_lengthen_the_pause() -> None:
     assert breakers.room(EP, NOW + 30, 4) == 1
 
 
+def outcome(code: int | None) -> AttemptResult:
+    """What `after_attempt` makes of an answer with `code` (None: no answer) to a subscription's delivery."""
+    return after_attempt(delivery(), answered(code), NO_JITTER)
+
+
 def test_answers_count_as_success_failure_or_nothing() -> None:
     """A 2xx or 410 closes the breaker, a 429 counts for nothing, any other answer or none is a failure."""
     breakers = Breakers(threshold=2, open_s=30, open_max_s=600)
-    assert not breakers.answered(EP, 500, NOW)
-    assert not breakers.answered(EP, 429, NOW)
-    assert breakers.answered(EP, None, NOW)
+    assert not breakers.answered(EP, outcome(500), NOW)
+    assert not breakers.answered(EP, outcome(429), NOW)
+    assert breakers.answered(EP, outcome(None), NOW)
     assert breakers.is_open(EP, NOW)
     for code in (204, 410):
-        breakers.answered(EP, 302, NOW)
-        breakers.answered(EP, code, NOW)
+        breakers.answered(EP, outcome(302), NOW)
+        breakers.answered(EP, outcome(code), NOW)
         assert breakers.room(EP, NOW + 30, 8) == 8
+        # The answer closed it: one more failure is the first in a row again (were it nothing, the second).
+        assert not breakers.answered(EP, outcome(500), NOW)
+        breakers.succeeded(EP)

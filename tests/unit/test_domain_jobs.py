@@ -54,14 +54,11 @@ def heard(status: Status, now: float = T0, **fields: Any) -> Job:
 # --- the state machine ------------------------------------------------------------------------------------
 
 
-def test_the_table_covers_every_pair() -> None:
-    """The expected table below names every (current, incoming) pair once."""
-    assert set(TABLE) == {(cur, inc) for cur in [None, *Status] for inc in Status}
-
-
-@pytest.mark.parametrize(("current", "incoming"), sorted(TABLE, key=str))
+@pytest.mark.parametrize(("current", "incoming"), [(cur, inc) for cur in [None, *Status] for inc in Status])
 def test_transition_table(current: Status | None, incoming: Status) -> None:
-    """`transition` answers the contract's outcome for each (current, incoming) pair."""
+    """`transition` answers the contract's outcome for each (current, incoming) pair; the table names every
+    pair (a pair it lacks fails here)."""
+    assert (current, incoming) in TABLE, "the expected table has no entry for this pair"
     assert transition(current, incoming) == TABLE[current, incoming]
 
 

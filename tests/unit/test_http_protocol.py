@@ -42,12 +42,15 @@ LIMITS = ConnectionLimits(
 
 @dataclass(eq=False)
 class FakeConnection:
-    """Records what the registry asked of it."""
+    """Records what the registry asked of it; closed, it forgets itself, as the protocol does."""
 
+    registry: ConnectionRegistry[FakeConnection] | None = None
     calls: list[str] = field(default_factory=list)
 
     def close_now(self) -> None:
         self.calls.append("close")
+        if self.registry is not None:
+            self.registry.forget(self)
 
     def body_expired(self) -> None:
         self.calls.append("body")
@@ -77,7 +80,7 @@ def test_deadlines_expire_oldest_first_and_stop_at_the_first_still_running() -> 
 def test_at_the_cap_the_oldest_idle_connection_makes_room() -> None:
     """A new connection at the cap evicts the connection idle the longest, not a busy one."""
     reg = registry()
-    first, busy, third, newcomer = (FakeConnection() for _ in range(4))
+    first, busy, third, newcomer = (FakeConnection(reg) for _ in range(4))
     for conn in (first, busy, third):
         assert reg.admit(conn)
     started(reg, busy)
@@ -85,7 +88,7 @@ def test_at_the_cap_the_oldest_idle_connection_makes_room() -> None:
     reg.idle[first] = None  # answered: idle again, and now the newest idle one
     assert reg.admit(newcomer)
     assert third.calls == ["close"] and first.calls == [] and busy.calls == []
-    assert len(reg) == 3 and third not in reg and reg.evicted == 1
+    assert len(reg) == 3 and third not in reg.idle and third not in reg.heads and newcomer in reg.idle
 
 
 def test_with_none_idle_the_oldest_body_still_arriving_makes_room() -> None:
@@ -110,7 +113,8 @@ def test_when_every_request_was_received_the_new_connection_is_refused() -> None
         started(reg, conn)
     newcomer = FakeConnection()
     assert not reg.admit(newcomer)
-    assert reg.refused == 1 and newcomer not in reg and all(conn.calls == [] for conn in conns)
+    assert len(reg) == 3 and newcomer not in reg.idle and newcomer not in reg.heads
+    assert all(conn.calls == [] for conn in conns)
 
 
 def test_a_forgotten_connection_frees_its_place_and_its_clocks() -> None:

@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 import pytest
 
 from relay.errors import ConfigError
+from relay.first_run import write_first_run_config
 from relay.providers import KINDS, Provider
-from relay.settings import Settings, load_settings, write_first_run_config
+from relay.settings import Settings, load_settings
 from relay.tokens import Tokens
 
 SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

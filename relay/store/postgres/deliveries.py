@@ -10,7 +10,6 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from relay.domain.outbox import (
-    UNSETTLED_STATUSES,
     Target,
     candidate_window,
     claimable,
@@ -18,11 +17,13 @@ from relay.domain.outbox import (
     dispatch,
     ended_at,
 )
-from relay.models import AttemptResult, Claim, Delivery, Event, Subscription, endpoint_of
+from relay.models import Event
+from relay.outbox_models import AttemptResult, Claim, Delivery, Subscription, endpoint_of
 from relay.store.outbox_rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
     SUBSCRIPTION_COLUMNS,
+    UNSETTLED,
     attempt_values,
     delivery_from_row,
     settlement_values,
@@ -35,18 +36,16 @@ if TYPE_CHECKING:
 
 __all__ = ["claim", "finish", "insert", "retry"]
 
-_UNSETTLED = f"({', '.join(repr(status.value) for status in UNSETTLED_STATUSES)})"
-
 # Due rows in time order, skipping blocked endpoints and any delivery with an earlier one of the same job to
 # the same target still unsettled (that keeps events in order); rows another claimer holds are passed over.
 _CANDIDATES_SQL = f"""
 SELECT d.id, d.endpoint FROM deliveries AS d
-WHERE d.status IN {_UNSETTLED} AND d.next_attempt_at <= $1
+WHERE d.status IN {UNSETTLED} AND d.next_attempt_at <= $1
   AND d.endpoint <> ALL($2::text[])
   AND NOT EXISTS (
       SELECT 1 FROM deliveries AS e
       WHERE e.source = d.source AND e.job_id = d.job_id AND e.target = d.target
-        AND e.event_row < d.event_row AND e.status IN {_UNSETTLED})
+        AND e.event_row < d.event_row AND e.status IN {UNSETTLED})
 ORDER BY d.next_attempt_at, d.id
 LIMIT $3
 FOR UPDATE OF d SKIP LOCKED
@@ -103,14 +102,13 @@ async def claim(
     """
     if limit <= 0:
         return []
-    blocked = list(blocked)
     # Rows are locked as the cursor reaches them: a claim holds what it looked at, not the whole window.
-    cursor = await conn.cursor(_CANDIDATES_SQL, now, blocked, candidate_window(limit))
+    cursor = await conn.cursor(_CANDIDATES_SQL, now, list(blocked), candidate_window(limit))
     seen: list[tuple[int, str]] = []
     while True:
         batch = await cursor.fetch(limit)
         seen.extend((row[0], row[1]) for row in batch)
-        ids = claimable(seen, limit=limit, per_endpoint=per_endpoint, room=room, blocked=blocked)
+        ids = claimable(seen, limit=limit, per_endpoint=per_endpoint, room=room)
         if len(ids) >= limit or len(batch) < limit:
             break
     if not ids:
@@ -180,13 +178,9 @@ async def _finish(conn: Connection, result: AttemptResult) -> bool:
         " RETURNING true",
         *settlement_values(result),
     )
-    if result.disable_subscription is not None:
+    if result.disable_subscription is not None and result.subscription_id is not None:
         # As on SQLite, a 410 disables the subscription even when it answers a lost claim.
-        sub_id = await conn.fetchval(
-            "SELECT subscription_id FROM deliveries WHERE id = $1", result.delivery_id
-        )
-        if sub_id is not None:
-            await disable(conn, sub_id, result.disable_subscription, ended_at(result.attempt))
+        await disable(conn, result.subscription_id, result.disable_subscription, ended_at(result.attempt))
     return kept is not None
 
 

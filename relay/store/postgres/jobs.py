@@ -22,24 +22,16 @@ from relay.domain.jobs import (
 )
 from relay.domain.jobs import time_out as timed_out
 from relay.models import Callback, Event, IngestOutcome, Job, Registration
+from relay.store.numbered import numbered
 from relay.store.postgres.outbox import backfill_deliveries, queue_deliveries
-from relay.store.rows import JOB_COLUMNS, job_from_row
+from relay.store.rows import SELECT_JOB, dump, job_from_row
 
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = [
-    "OPEN",
-    "SELECT_JOB",
-    "ingest_callback",
-    "purge_finished",
-    "register_job",
-    "time_out",
-]
+__all__ = ["ingest_callback", "purge_finished", "register_job", "time_out"]
 
-OPEN = "status IN ('pending', 'running')"
-SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE source = $1 AND job_id = $2"
-_LOCK_JOB = f"{SELECT_JOB} FOR UPDATE"
+_LOCK_JOB = numbered(f"{SELECT_JOB} FOR UPDATE")
 
 # The columns a rule of relay/domain/jobs.py may move, in the order `_moved` gives their values.
 _MOVED = (
@@ -52,19 +44,20 @@ _INSERT_JOB = (
     " ON CONFLICT (source, job_id) DO NOTHING RETURNING id"
 )
 _UPDATE_JOB = f"UPDATE jobs SET ({_MOVED}) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) WHERE id = $1"
+# A time-out's: the early reconcile is not asked of a job that is over.
+_TIME_OUT_JOB = (
+    f"UPDATE jobs SET ({_MOVED}, reconcile_at) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)"
+    " WHERE id = $1"
+)
 _RECORD = (
     "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body, event_id, type, data)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_row, delivery_id) DO NOTHING RETURNING id"
 )
 
 
-def _dump(value: Any) -> bytes | None:
-    return None if value is None else orjson.dumps(value)
-
-
 def _moved(job: Job) -> tuple[Any, ...]:
     """The values of `_MOVED` for `job`."""
-    json = (_dump(job.result), job.error, orjson.dumps(job.metadata), orjson.dumps(list(job.subscribers)))
+    json = (dump(job.result), job.error, orjson.dumps(job.metadata), orjson.dumps(list(job.subscribers)))
     times = (job.timeout_s, job.updated_at, job.finished_at, job.deadline)
     return (job.status.value, job.late, *json, *times, job.callbacks)
 
@@ -79,9 +72,9 @@ async def _insert(conn: Connection, job: Job, reconcile_after_s: float | None) -
     return None if row_id is None else job
 
 
-async def _write(conn: Connection, job: Job) -> None:
+async def _write(conn: Connection, job: Job, sql: str = _UPDATE_JOB) -> None:
     """Store the job as a rule answered it."""
-    await conn.execute(_UPDATE_JOB, job.row_id, *_moved(job))
+    await conn.execute(sql, job.row_id, *_moved(job))
 
 
 async def _record(
@@ -146,8 +139,7 @@ async def time_out(conn: Connection, source: str, job_id: str, now: float) -> In
     change: JobChange | None = None if row is None else timed_out(job_from_row(row), now)
     if change is None:
         return None
-    await _write(conn, change.job)
-    await conn.execute("UPDATE jobs SET reconcile_at = NULL WHERE id = $1", change.job.row_id)
+    await _write(conn, change.job, _TIME_OUT_JOB)
     queued = await _record(conn, change.job.row_id, time_out_entry(change.job), now, change.job)
     return change.outcome(queued or 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relay.store.numbered import numbered_sql
+from relay.store.numbered import numbered_sql, schema_version
 
 if TYPE_CHECKING:
     from asyncpg import Connection
@@ -25,8 +25,7 @@ def migrations() -> dict[int, str]:
     return numbered_sql("relay.store.postgres")
 
 
-# The newest migration's number: a database past it was written by a later relay, and is left alone.
-SCHEMA_VERSION = max(migrations())
+SCHEMA_VERSION = schema_version("relay.store.postgres")
 
 
 async def migrate(conn: Connection) -> list[int]:

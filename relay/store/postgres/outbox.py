@@ -12,24 +12,19 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from relay.domain.outbox import backfill_targets, backfilled_events, targets_for
-from relay.models import (
-    AttemptResult,
-    Claim,
-    Delivery,
-    DeliveryAttempt,
-    DeliveryStatus,
-    Event,
-    Job,
-    Subscription,
-)
+from relay.models import Event, Job
+from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
+from relay.store.numbered import numbered
 from relay.store.outbox_rows import (
     ATTEMPT_COLUMNS,
-    attempt_from_row,
-    delivery_from_row,
+    GET_SUBSCRIPTION_SQL,
+    LIST_SUBSCRIPTIONS_SQL,
     list_deliveries_sql,
     subscription_from_row,
+    with_attempts,
 )
 from relay.store.postgres import deliveries, subscriptions
+from relay.store.rows import BACKFILL_EVENTS_SQL, events_from_rows
 
 if TYPE_CHECKING:
     import asyncpg
@@ -39,6 +34,8 @@ __all__ = ["OutboxMethods", "backfill_deliveries", "queue_deliveries"]
 _ATTEMPTS_SQL = (
     f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ANY($1::bigint[]) ORDER BY id"
 )
+_BACKFILL_EVENTS_SQL = numbered(BACKFILL_EVENTS_SQL)
+_GET_SUBSCRIPTION_SQL = numbered(GET_SUBSCRIPTION_SQL)
 
 
 async def queue_deliveries(conn: asyncpg.Connection, event: Event, job: Job, now: float) -> int:
@@ -54,19 +51,8 @@ async def backfill_deliveries(
     targets = backfill_targets(job, added_urls)
     if not targets:
         return 0
-    rows = await conn.fetch(
-        "SELECT id, event_id, type, received_at FROM callbacks"
-        " WHERE job_row = $1 AND event_id IS NOT NULL ORDER BY id",
-        job.row_id,
-    )
-    events = [Event(row[0], row[1], job.source, job.job_id, row[2], row[3], {}) for row in rows]
+    events = events_from_rows(job, await conn.fetch(_BACKFILL_EVENTS_SQL, job.row_id))
     return await deliveries.insert(conn, backfilled_events(events), targets, now)
-
-
-def _numbered(sql: str) -> str:
-    """`?` placeholders as PostgreSQL's `$1, $2, ...` (the shared queries hold no `?` of their own)."""
-    parts = sql.split("?")
-    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 class OutboxMethods:
@@ -81,11 +67,11 @@ class OutboxMethods:
             return await subscriptions.create_subscription(conn, url, source, events, secret, now)
 
     async def list_subscriptions(self) -> list[Subscription]:
-        rows = await self._pool.fetch(subscriptions.LIST_SUBSCRIPTIONS_SQL)
+        rows = await self._pool.fetch(LIST_SUBSCRIPTIONS_SQL)
         return [subscription_from_row(row) for row in rows]
 
     async def get_subscription(self, sub_id: str) -> Subscription | None:
-        row = await self._pool.fetchrow(subscriptions.GET_SUBSCRIPTION_SQL, sub_id)
+        row = await self._pool.fetchrow(_GET_SUBSCRIPTION_SQL, sub_id)
         return None if row is None else subscription_from_row(row)
 
     async def delete_subscription(self, sub_id: str, now: float) -> bool:
@@ -140,7 +126,7 @@ class OutboxMethods:
         )
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
             # One snapshot for the page and its attempts.
-            return await _with_attempts(conn, await conn.fetch(_numbered(sql), *params))
+            return await _with_attempts(conn, await conn.fetch(numbered(sql), *params))
 
     async def get_delivery(self, delivery_id: int) -> Delivery | None:
         found = await self.list_deliveries(before=delivery_id + 1, limit=1)
@@ -158,8 +144,5 @@ class OutboxMethods:
 
 async def _with_attempts(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> list[Delivery]:
     """Deliveries of `rows` (selected with `DELIVERY_COLUMNS`), each with its attempts, oldest first."""
-    history: dict[int, list[DeliveryAttempt]] = {row[0]: [] for row in rows}
-    if history:
-        for attempt in await conn.fetch(_ATTEMPTS_SQL, list(history)):
-            history[attempt[0]].append(attempt_from_row(attempt))
-    return [delivery_from_row(row, history[row[0]]) for row in rows]
+    ids = [row[0] for row in rows]
+    return with_attempts(rows, await conn.fetch(_ATTEMPTS_SQL, ids) if ids else ())

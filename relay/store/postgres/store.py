@@ -8,26 +8,37 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
-import orjson
 
 from relay.errors import ServiceUnavailable
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
+from relay.store.numbered import numbered
 from relay.store.postgres import jobs
 from relay.store.postgres.migrations import migrate
 from relay.store.postgres.outbox import OutboxMethods
-from relay.store.rows import JOB_COLUMNS, job_from_row
+from relay.store.rows import (
+    COUNT_JOBS_BY_STATUS_SQL,
+    JOB_COLUMNS,
+    LIST_CALLBACKS_SQL,
+    LIST_EVENTS_SQL,
+    OPEN,
+    SELECT_JOB,
+    callback_records,
+    counts_by_status,
+    job_from_row,
+    list_jobs_sql,
+    listed_events,
+)
 
 __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
-# A job's rows of another table, found by its (source, job_id).
-_OF_JOB = "job_row = (SELECT id FROM jobs WHERE source = $1 AND job_id = $2)"
-_OVERDUE_SQL = (
-    f"SELECT {JOB_COLUMNS} FROM jobs WHERE {jobs.OPEN} AND deadline <= $1 ORDER BY deadline LIMIT $2"
-)
+_SELECT_JOB = numbered(SELECT_JOB)
+_LIST_CALLBACKS_SQL = numbered(LIST_CALLBACKS_SQL)
+_LIST_EVENTS_SQL = numbered(LIST_EVENTS_SQL)
+_OVERDUE_SQL = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {OPEN} AND deadline <= $1 ORDER BY deadline LIMIT $2"
 _RECONCILE_DUE_SQL = (
-    f"SELECT {JOB_COLUMNS} FROM jobs WHERE reconcile_at IS NOT NULL AND {jobs.OPEN} AND reconcile_at <= $1"
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE reconcile_at IS NOT NULL AND {OPEN} AND reconcile_at <= $1"
     " ORDER BY reconcile_at LIMIT $2"
 )
 # How long a health check waits for a connection and an answer before it calls the database down.
@@ -81,42 +92,23 @@ class PostgresStore(OutboxMethods):
         return await self._in_transaction(jobs.register_job, registration, now, timeout_s, reconcile_after_s)
 
     async def get_job(self, source: str, job_id: str) -> Job | None:
-        row = await self._pool.fetchrow(jobs.SELECT_JOB, source, job_id)
+        row = await self._pool.fetchrow(_SELECT_JOB, source, job_id)
         return None if row is None else job_from_row(row)
 
     async def list_jobs(
         self, *, source: str | None, status: Status | None, limit: int, before: int | None
     ) -> list[Job]:
-        clauses, params = [], []
-        for column, value in (("source =", source), ("status =", status), ("id <", before)):
-            if value is not None:
-                params.append(value.value if isinstance(value, Status) else value)
-                clauses.append(f"{column} ${len(params)}")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ${len(params) + 1}"
-        return [job_from_row(row) for row in await self._pool.fetch(sql, *params, limit)]
+        sql, params = list_jobs_sql(source=source, status=status, before=before, limit=limit)
+        return [job_from_row(row) for row in await self._pool.fetch(numbered(sql), *params)]
 
     async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
-        rows = await self._pool.fetch(
-            f"SELECT delivery_id, received_at, status, via FROM callbacks WHERE {_OF_JOB} ORDER BY id",
-            source,
-            job_id,
-        )
-        return [CallbackRecord(r[0], r[1], Status(r[2]), r[3]) for r in rows]
+        return callback_records(await self._pool.fetch(_LIST_CALLBACKS_SQL, source, job_id))
 
     async def list_events(self, source: str, job_id: str, after: int = 0) -> list[Event]:
-        rows = await self._pool.fetch(
-            f"SELECT id, event_id, type, received_at, data FROM callbacks"
-            f" WHERE {_OF_JOB} AND id > $3 AND event_id IS NOT NULL ORDER BY id",
-            source,
-            job_id,
-            after,
-        )
-        return [Event(r[0], r[1], source, job_id, r[2], r[3], orjson.loads(r[4])) for r in rows]
+        return listed_events(source, job_id, await self._pool.fetch(_LIST_EVENTS_SQL, source, job_id, after))
 
     async def count_jobs_by_status(self) -> dict[str, int]:
-        rows = await self._pool.fetch("SELECT status, count(*) FROM jobs GROUP BY status")
-        return {str(status): int(n) for status, n in rows}
+        return counts_by_status(await self._pool.fetch(COUNT_JOBS_BY_STATUS_SQL))
 
     # The sweeper's: reads of the partial indexes, and writes in jobs.py.
 
@@ -131,7 +123,7 @@ class PostgresStore(OutboxMethods):
 
     async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:
         status: str = await self._pool.execute(
-            f"UPDATE jobs SET deadline = $1 WHERE source = $2 AND job_id = $3 AND {jobs.OPEN}",
+            f"UPDATE jobs SET deadline = $1 WHERE source = $2 AND job_id = $3 AND {OPEN}",
             deadline,
             source,
             job_id,

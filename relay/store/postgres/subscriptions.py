@@ -9,24 +9,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relay.domain.outbox import Recipient, recipient
-from relay.models import Subscription
+from relay.outbox_models import Subscription
 from relay.store.outbox_rows import SUBSCRIPTION_COLUMNS, subscription_from_row
 
 if TYPE_CHECKING:
     from asyncpg import Connection
 
 __all__ = [
-    "GET_SUBSCRIPTION_SQL",
-    "LIST_SUBSCRIPTIONS_SQL",
     "create_subscription",
     "delete_subscription",
     "disable",
     "recipients",
     "rotate_secret",
 ]
-
-LIST_SUBSCRIPTIONS_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id"
-GET_SUBSCRIPTION_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1"
 
 
 def _event_types(stored: Any) -> list[str] | None:

@@ -1,13 +1,12 @@
 """Jobs for SQLite: the SQL of a callback, a registration, a history entry, and the sweeper's.
 
 The writes run on the group-commit writer's connection, inside the batch's transaction; what they write is
-what relay/domain/jobs.py answers. Rows are mapped to jobs in reads.py.
+what relay/domain/jobs.py answers. Rows are mapped to jobs in relay/store/rows.py.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 import orjson
 
@@ -22,8 +21,8 @@ from relay.domain.jobs import (
 )
 from relay.domain.jobs import time_out as timed_out
 from relay.models import Callback, Event, IngestOutcome, Job, Registration
+from relay.store.rows import JOB_COLUMNS, OPEN, SELECT_JOB, dump, job_from_row
 from relay.store.sqlite.outbox import backfill, fan_out
-from relay.store.sqlite.reads import JOB_COLUMNS, SELECT_JOB, job_from_row
 
 __all__ = [
     "OVERDUE_SQL",
@@ -31,9 +30,7 @@ __all__ = [
     "clear_reconcile",
     "extend_deadline",
     "ingest_callback",
-    "new_event_id",
     "purge_finished",
-    "record_callback",
     "register_job",
     "time_out",
 ]
@@ -46,10 +43,6 @@ def _stored(job: Job, row_id: int | None) -> Job:
     # (`replace` costs 2 µs) on the hottest path.
     object.__setattr__(job, "row_id", row_id)
     return job
-
-
-def _dump(value: Any) -> bytes | None:
-    return None if value is None else orjson.dumps(value)
 
 
 _RECORD = (
@@ -123,7 +116,7 @@ def _insert_new(conn: sqlite3.Connection, job: Job, reconcile_after_s: float | N
             job.source,
             job.job_id,
             job.status.value,
-            _dump(job.result),
+            dump(job.result),
             job.error,
             job.created_at,
             job.updated_at,
@@ -148,7 +141,7 @@ def _update(conn: sqlite3.Connection, change: JobChange) -> None:
             (
                 job.status.value,
                 job.late,
-                _dump(job.result),
+                dump(job.result),
                 job.error,
                 job.updated_at,
                 job.finished_at,
@@ -205,15 +198,14 @@ def register_job(
 
 # --- the sweeper's --------------------------------------------------------------------------------------
 
-_OPEN = "status IN ('pending', 'running')"
 # INDEXED BY pins the partial indexes: the planner would otherwise pick jobs_by_status (every open job).
 OVERDUE_SQL = (
     f"SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_deadline"
-    f" WHERE {_OPEN} AND deadline <= ? ORDER BY deadline LIMIT ?"
+    f" WHERE {OPEN} AND deadline <= ? ORDER BY deadline LIMIT ?"
 )
 RECONCILE_DUE_SQL = (
     f"SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_open_reconcile"
-    f" WHERE reconcile_at IS NOT NULL AND {_OPEN} AND reconcile_at <= ? ORDER BY reconcile_at LIMIT ?"
+    f" WHERE reconcile_at IS NOT NULL AND {OPEN} AND reconcile_at <= ? ORDER BY reconcile_at LIMIT ?"
 )
 
 
@@ -237,7 +229,7 @@ def extend_deadline(conn: sqlite3.Connection, source: str, job_id: str, deadline
     """Move an open job's deadline (the provider says it is still running)."""
     return bool(
         conn.execute(
-            f"UPDATE jobs SET deadline = ? WHERE source = ? AND job_id = ? AND {_OPEN}",
+            f"UPDATE jobs SET deadline = ? WHERE source = ? AND job_id = ? AND {OPEN}",
             (deadline, source, job_id),
         ).rowcount
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from relay.store.numbered import numbered_sql
+from relay.store.numbered import numbered_sql, schema_version
 
 __all__ = ["SCHEMA_VERSION", "migrate", "migrations"]
 
@@ -14,8 +14,7 @@ def migrations() -> dict[int, str]:
     return numbered_sql("relay.store.sqlite")
 
 
-# The newest migration's number: a database past it was written by a later relay, and is left alone.
-SCHEMA_VERSION = max(migrations())
+SCHEMA_VERSION = schema_version("relay.store.sqlite")
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:

@@ -2,7 +2,7 @@
 
 The functions taking a `conn` run on the group-commit writer's connection, inside the batch's transaction;
 `fan_out` runs inside the transaction that changed the job (called by `record_callback`), so a result is
-never stored without its deliveries queued. What is read, and how rows map to models, is in reads.py.
+never stored without its deliveries queued. How rows map to models is in relay/store/outbox_rows.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 import orjson
 
 from relay.domain.outbox import (
-    UNSETTLED_STATUSES,
     Target,
     backfill_targets,
     backfilled_events,
@@ -24,24 +23,20 @@ from relay.domain.outbox import (
     ended_at,
     targets_for,
 )
-from relay.models import (
-    AttemptResult,
-    Claim,
-    Delivery,
-    Event,
-    Job,
-    Subscription,
-    endpoint_of,
-)
-from relay.store.outbox_rows import attempt_values, settlement_values
-from relay.store.sqlite.reads import (
+from relay.models import Event, Job
+from relay.outbox_models import AttemptResult, Claim, Delivery, Subscription, endpoint_of
+from relay.store.outbox_rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
-    GET_DELIVERY_SQL,
     GET_SUBSCRIPTION_SQL,
+    UNSETTLED,
+    attempt_values,
     delivery_from_row,
+    settlement_values,
     subscription_from_row,
 )
+from relay.store.rows import BACKFILL_EVENTS_SQL, events_from_rows
+from relay.store.sqlite.reads import GET_DELIVERY_SQL
 from relay.store.sqlite.subscriptions import disable, recipients
 
 __all__ = [
@@ -53,18 +48,16 @@ __all__ = [
     "retry",
 ]
 
-_UNSETTLED = f"({', '.join(repr(status.value) for status in UNSETTLED_STATUSES)})"
-
 # Due rows in time order, skipping endpoints the deliverer cannot take more for, and any delivery with an
 # earlier one of the same job to the same target still unsettled (that is what keeps events in order).
 _CANDIDATES_SQL = f"""
 SELECT d.id, d.endpoint FROM deliveries AS d INDEXED BY deliveries_due
-WHERE d.status IN {_UNSETTLED} AND d.next_attempt_at <= ?
+WHERE d.status IN {UNSETTLED} AND d.next_attempt_at <= ?
   AND d.endpoint NOT IN (SELECT value FROM json_each(?))
   AND NOT EXISTS (
       SELECT 1 FROM deliveries AS e INDEXED BY deliveries_by_job
       WHERE e.source = d.source AND e.job_id = d.job_id AND e.target = d.target
-        AND e.event_row < d.event_row AND e.status IN {_UNSETTLED})
+        AND e.event_row < d.event_row AND e.status IN {UNSETTLED})
 ORDER BY d.next_attempt_at, d.id
 LIMIT ?
 """
@@ -92,14 +85,7 @@ def backfill(conn: sqlite3.Connection, job: Job, urls: Iterable[str], now: float
     targets = backfill_targets(job, urls)
     if not targets:
         return 0
-    events = [
-        Event(row[0], row[1], job.source, job.job_id, row[2], row[3], {})
-        for row in conn.execute(
-            "SELECT id, event_id, type, received_at FROM callbacks"
-            " WHERE job_row = ? AND event_id IS NOT NULL ORDER BY id",
-            (job.row_id,),
-        )
-    ]
+    events = events_from_rows(job, conn.execute(BACKFILL_EVENTS_SQL, (job.row_id,)))
     return _insert(conn, backfilled_events(events), targets, now)
 
 
@@ -150,7 +136,7 @@ def claim(
     """
     finish(conn, finished)
     candidates = conn.execute(_CANDIDATES_SQL, (now, orjson.dumps(list(blocked)), candidate_window(limit)))
-    ids = claimable(candidates, limit=limit, per_endpoint=per_endpoint, room=room, blocked=blocked)
+    ids = claimable(candidates, limit=limit, per_endpoint=per_endpoint, room=room)
     claims: list[Claim] = []
     bodies: dict[int, bytes | None] = {}
     subscriptions: dict[str, Subscription | None] = {}
@@ -166,7 +152,7 @@ def claim(
             bodies[delivery.event_row] = _body(conn, delivery.event_row)
         taken = dispatch(delivery, subscription, bodies[delivery.event_row], now)
         if isinstance(taken, str):
-            _settle(conn, row_id, "dead", now, taken)
+            _give_up(conn, row_id, now, taken)
         else:
             claims.append(taken)
     return claims
@@ -181,11 +167,12 @@ def _body(conn: sqlite3.Connection, event_row: int) -> bytes | None:
     return None if row is None else delivery_body(event_row, row[0], row[1], row[2], row[3])
 
 
-def _settle(conn: sqlite3.Connection, row_id: int, status: str, now: float, error: str) -> None:
+def _give_up(conn: sqlite3.Connection, row_id: int, now: float, error: str) -> None:
+    """A taken delivery that will never go out: dead, for `error`."""
     conn.execute(
-        "UPDATE deliveries SET status = ?, next_attempt_at = NULL, last_error = ?, updated_at = ?"
+        "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, last_error = ?, updated_at = ?"
         " WHERE id = ?",
-        (status, error, now, row_id),
+        (error, now, row_id),
     )
 
 
@@ -204,12 +191,8 @@ def _finish(conn: sqlite3.Connection, result: AttemptResult) -> bool:
         " quick_retried = MAX(quick_retried, ?) WHERE id = ? AND status = 'delivering' AND attempts = ?",
         settlement_values(result),
     ).rowcount
-    if result.disable_subscription is not None:
-        row = conn.execute(
-            "SELECT subscription_id FROM deliveries WHERE id = ?", (result.delivery_id,)
-        ).fetchone()
-        if row is not None and row[0] is not None:
-            disable(conn, row[0], result.disable_subscription, ended_at(result.attempt))
+    if result.disable_subscription is not None and result.subscription_id is not None:
+        disable(conn, result.subscription_id, result.disable_subscription, ended_at(result.attempt))
     return bool(updated)
 
 

@@ -1,40 +1,11 @@
-"""What SQLite reads select, and rows mapped to models (for the reader and for the writer's read-backs)."""
+"""SQLite's own reads: a delivery by id, and the attempts of a page of deliveries (the shared queries and row
+mappings are in relay/store/rows.py and relay/store/outbox_rows.py)."""
 
 from __future__ import annotations
 
-from relay.store.outbox_rows import (
-    ATTEMPT_COLUMNS,
-    DELIVERY_COLUMNS,
-    SUBSCRIPTION_COLUMNS,
-    attempt_from_row,
-    delivery_from_row,
-    list_deliveries_sql,
-    subscription_from_row,
-)
-from relay.store.rows import JOB_COLUMNS, job_from_row
+from relay.store.outbox_rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS
 
-__all__ = [
-    "ATTEMPT_COLUMNS",
-    "DELIVERY_COLUMNS",
-    "GET_DELIVERY_SQL",
-    "GET_SUBSCRIPTION_SQL",
-    "JOB_COLUMNS",
-    "LIST_SUBSCRIPTIONS_SQL",
-    "SELECT_JOB",
-    "SUBSCRIPTION_COLUMNS",
-    "attempt_from_row",
-    "attempts_sql",
-    "delivery_from_row",
-    "job_from_row",
-    "list_deliveries_sql",
-    "subscription_from_row",
-]
-
-SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE source = ? AND job_id = ?"
-
-
-LIST_SUBSCRIPTIONS_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id"
-GET_SUBSCRIPTION_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?"
+__all__ = ["GET_DELIVERY_SQL", "attempts_sql"]
 
 GET_DELIVERY_SQL = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
 

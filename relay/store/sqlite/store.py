@@ -9,25 +9,29 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
-import orjson
 
 from relay.errors import ServiceUnavailable
-from relay.models import (
-    AttemptResult,
-    Callback,
-    CallbackRecord,
-    Claim,
-    Delivery,
-    DeliveryAttempt,
-    DeliveryStatus,
-    Event,
-    IngestOutcome,
-    Job,
-    Registration,
-    Status,
-    Subscription,
+from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
+from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
+from relay.store.outbox_rows import (
+    GET_SUBSCRIPTION_SQL,
+    LIST_SUBSCRIPTIONS_SQL,
+    list_deliveries_sql,
+    subscription_from_row,
+    with_attempts,
 )
-from relay.store.sqlite import outbox, reads, subscriptions
+from relay.store.rows import (
+    COUNT_JOBS_BY_STATUS_SQL,
+    LIST_CALLBACKS_SQL,
+    LIST_EVENTS_SQL,
+    SELECT_JOB,
+    callback_records,
+    counts_by_status,
+    job_from_row,
+    list_jobs_sql,
+    listed_events,
+)
+from relay.store.sqlite import outbox, subscriptions
 from relay.store.sqlite.jobs import (
     OVERDUE_SQL,
     RECONCILE_DUE_SQL,
@@ -39,14 +43,10 @@ from relay.store.sqlite.jobs import (
     time_out,
 )
 from relay.store.sqlite.migrations import migrate
-from relay.store.sqlite.reads import JOB_COLUMNS, SELECT_JOB, job_from_row
+from relay.store.sqlite.reads import GET_DELIVERY_SQL, attempts_sql
 from relay.store.sqlite.writer import GroupCommitWriter, WriterConnection
 
 __all__ = ["SQLiteStore", "migrate_file"]
-
-# A job's rows of another table, found by its (source, job_id).
-_OF_JOB = "job_row = (SELECT id FROM jobs WHERE source = ? AND job_id = ?)"
-
 
 # Reads in WAL mode never wait for a writer, only for brief moments (another connection's recovery or
 # WAL reset); all reads share aiosqlite's one thread, so a longer wait would hold every read behind it.
@@ -134,34 +134,18 @@ class SQLiteStore:
     async def list_jobs(
         self, *, source: str | None, status: Status | None, limit: int, before: int | None
     ) -> list[Job]:
-        clauses, params = [], []
-        for clause, value in (("source = ?", source), ("status = ?", status), ("id < ?", before)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ?"
-        rows = await self._db.execute_fetchall(sql, (*params, limit))
-        return [job_from_row(row) for row in rows]
+        sql, params = list_jobs_sql(source=source, status=status, before=before, limit=limit)
+        return [job_from_row(row) for row in await self._db.execute_fetchall(sql, params)]
 
     async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
-        rows = await self._db.execute_fetchall(
-            f"SELECT delivery_id, received_at, status, via FROM callbacks WHERE {_OF_JOB} ORDER BY id",
-            (source, job_id),
-        )
-        return [CallbackRecord(r[0], r[1], Status(r[2]), r[3]) for r in rows]
+        return callback_records(await self._db.execute_fetchall(LIST_CALLBACKS_SQL, (source, job_id)))
 
     async def list_events(self, source: str, job_id: str, after: int = 0) -> list[Event]:
-        rows = await self._db.execute_fetchall(
-            f"SELECT id, event_id, type, received_at, data FROM callbacks"
-            f" WHERE {_OF_JOB} AND id > ? AND event_id IS NOT NULL ORDER BY id",
-            (source, job_id, after),
-        )
-        return [Event(row[0], row[1], source, job_id, row[2], row[3], orjson.loads(row[4])) for row in rows]
+        rows = await self._db.execute_fetchall(LIST_EVENTS_SQL, (source, job_id, after))
+        return listed_events(source, job_id, rows)
 
     async def count_jobs_by_status(self) -> dict[str, int]:
-        rows = await self._db.execute_fetchall("SELECT status, count(*) FROM jobs GROUP BY status")
-        return {str(status): int(n) for status, n in rows}
+        return counts_by_status(await self._db.execute_fetchall(COUNT_JOBS_BY_STATUS_SQL))
 
     # The sweeper's: SQL in jobs.py.
 
@@ -183,7 +167,7 @@ class SQLiteStore:
     async def purge_finished(self, before: float, limit: int) -> int:
         return await self.writer.run_bulk(purge_finished, before, limit)
 
-    # Subscriptions and deliveries: SQL in subscriptions.py, outbox.py and reads.py.
+    # Subscriptions and deliveries: SQL in subscriptions.py, outbox.py, reads.py and ../outbox_rows.py.
 
     async def create_subscription(
         self, url: str, source: str | None, events: Sequence[str] | None, secret: str, now: float
@@ -191,12 +175,12 @@ class SQLiteStore:
         return await self.writer.run(subscriptions.create_subscription, url, source, events, secret, now)
 
     async def list_subscriptions(self) -> list[Subscription]:
-        rows = await self._db.execute_fetchall(reads.LIST_SUBSCRIPTIONS_SQL)
-        return [reads.subscription_from_row(row) for row in rows]
+        rows = await self._db.execute_fetchall(LIST_SUBSCRIPTIONS_SQL)
+        return [subscription_from_row(row) for row in rows]
 
     async def get_subscription(self, sub_id: str) -> Subscription | None:
-        rows = list(await self._db.execute_fetchall(reads.GET_SUBSCRIPTION_SQL, (sub_id,)))
-        return reads.subscription_from_row(rows[0]) if rows else None
+        rows = list(await self._db.execute_fetchall(GET_SUBSCRIPTION_SQL, (sub_id,)))
+        return subscription_from_row(rows[0]) if rows else None
 
     async def delete_subscription(self, sub_id: str, now: float) -> bool:
         return await self.writer.run_bulk(subscriptions.delete_subscription, sub_id, now)
@@ -243,7 +227,7 @@ class SQLiteStore:
         limit: int = 50,
         before: int | None = None,
     ) -> list[Delivery]:
-        sql, params = reads.list_deliveries_sql(
+        sql, params = list_deliveries_sql(
             status=None if status is None else status.value,
             source=source,
             job_id=job_id,
@@ -254,18 +238,15 @@ class SQLiteStore:
         return await self._with_attempts(await self._db.execute_fetchall(sql, params))
 
     async def get_delivery(self, delivery_id: int) -> Delivery | None:
-        rows = await self._db.execute_fetchall(reads.GET_DELIVERY_SQL, (delivery_id,))
+        rows = await self._db.execute_fetchall(GET_DELIVERY_SQL, (delivery_id,))
         found = await self._with_attempts(rows)
         return found[0] if found else None
 
     async def _with_attempts(self, rows: Iterable[Any]) -> list[Delivery]:
         rows = list(rows)
-        history: dict[int, list[DeliveryAttempt]] = {row[0]: [] for row in rows}
-        if rows:
-            sql = reads.attempts_sql(len(rows))
-            for attempt in await self._db.execute_fetchall(sql, list(history)):
-                history[attempt[0]].append(reads.attempt_from_row(attempt))
-        return [reads.delivery_from_row(row, history[row[0]]) for row in rows]
+        ids = [row[0] for row in rows]
+        attempts = await self._db.execute_fetchall(attempts_sql(len(ids)), ids) if ids else ()
+        return with_attempts(rows, attempts)
 
     async def retry_delivery(self, delivery_id: int, now: float) -> Delivery | None:
         return await self.writer.run(outbox.retry, delivery_id, now)

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import orjson
 
 from relay.domain.outbox import Recipient, recipient
-from relay.models import Subscription
-from relay.store.sqlite.reads import GET_SUBSCRIPTION_SQL, subscription_from_row
+from relay.outbox_models import Subscription
+from relay.store.outbox_rows import GET_SUBSCRIPTION_SQL, subscription_from_row
 from relay.store.sqlite.writer import memo_of
 
 __all__ = ["create_subscription", "delete_subscription", "disable", "recipients", "rotate_secret"]
