@@ -22,10 +22,14 @@ from relay.app import create_app
 from relay.server import RelayServer
 from relay.services import Services
 from relay.settings import Settings, load_settings
+from tests.postgres import empty_postgres_database, postgres_database, postgres_template
 
 API_KEY = "test-api-key"
 DEMO_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 REPLICATE_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+
+# Fixtures defined in tests/postgres.py, registered here for every folder.
+__all__ = ["empty_postgres_database", "postgres_database", "postgres_template"]
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
