@@ -17,14 +17,14 @@ from relay.delivery import Deliverer, delivery_client
 from relay.errors import BadRequest, InternalError, RelayError
 from relay.hub import Hub
 from relay.ingest import Ingestor
-from relay.loops import supervise
+from relay.loops import Loop, supervise
 from relay.metrics import Metrics
 from relay.providers import ProviderWarnings, build_provider, provider_client
 from relay.routes import deliveries, hooks, jobs, ops, streams, subscriptions
 from relay.routes.common import error_response, json_response
 from relay.services import Services
 from relay.settings import Settings
-from relay.store import open_store
+from relay.store import Changes, Store, open_store
 from relay.sweeper import Sweeper
 from relay.tokens import Tokens
 
@@ -55,6 +55,22 @@ class RelayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+def _heard_through_the_database() -> None:
+    """No deliverer in this process: the one in a `relay worker` hears of new deliveries from the database."""
+
+
+# How often a waiter reads a shared database when nothing can tell it of other processes' commits.
+UNHEARD_POLL_S = 1.0
+
+
+def waiter_poll_s(settings: Settings, store: Store, feed: Loop | None) -> float:
+    """How long a waiter goes without reading the store, though nothing woke it: `waiter_poll_s`, shorter
+    where other processes commit and no change feed tells of it (PostgreSQL with `listen=off`)."""
+    if store.shared and feed is None:
+        return min(settings.waiter_poll_s, UNHEARD_POLL_S)
+    return settings.waiter_poll_s
+
+
 def _holds_nul(scope: Scope) -> bool:
     """Whether the path or the query string carries a percent-encoded NUL."""
     return b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b"")
@@ -82,64 +98,98 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    settings: Settings, *, clock: Callable[[], float] = time.time, background: bool = True
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    background: bool = True,
+    worker: bool = True,
 ) -> Starlette:
     """The relay app; nothing is opened until its lifespan starts.
 
-    With `background=False` the loops are built but not started: tests drive their `run_once(now)`.
+    With `background=False` the loops are built but not started: tests drive their `run_once(now)`. With
+    `worker=False` this process only serves HTTP: the deliverer and the sweeper run in other processes on the
+    same database (`relay worker`), which hear of its changes through the database.
     """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await open_store(settings.database)
         try:
-            providers = {name: build_provider(source) for name, source in settings.sources.items()}
-            hub = Hub(settings.max_waiters)
-            tokens = Tokens(settings.secret_key)
-            metrics = Metrics(ProviderWarnings(providers))
-            # Deliveries: one shared, guarded client; each committed job change wakes the deliverer.
-            delivery_http = delivery_client(settings)
-            deliverer = Deliverer(settings, store, delivery_http, clock, metrics)
-            services = Services(
-                settings=settings,
-                store=store,
-                hub=hub,
-                tokens=tokens,
-                metrics=metrics,
-                providers=providers,
-                ingestor=Ingestor(providers, store, hub, tokens, clock),
-                clock=clock,
-                # Calls to providers' own APIs (reconcile): only to their configured origins, no redirects.
-                provider_http=provider_client(providers.values(), settings.reconcile_timeout_s),
-                wake_deliverer=deliverer.wake,
-            )
-            app.state.services = services
-            services.loops.append(
-                Sweeper(settings, store, providers, services.ingestor, services.provider_http, clock)
-            )
-            services.loops.append(deliverer)
-            services.ingestor.listeners.append(deliverer.wake)
-            stop = asyncio.Event()
-            # Supervised: a loop whose run dies is logged, restarted with backoff and reported by /healthz.
-            tasks = [
-                asyncio.create_task(supervise(loop, stop), name=loop.name)
-                for loop in services.loops
-                if background
-            ]
-            try:
-                yield
-            finally:
-                # Stop taking work, give running rounds a bounded grace period, then cancel the rest.
-                stop.set()
-                if tasks:
-                    _, pending = await asyncio.wait(tasks, timeout=_LOOP_GRACE_S)
-                    for task in pending:
-                        task.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
-                await services.provider_http.aclose()
-                await delivery_http.aclose()
+            async with _running(app, store) as services:
+                stop = asyncio.Event()
+                # Supervised: a loop whose run dies is logged, restarted with backoff, reported by /healthz.
+                tasks = [
+                    asyncio.create_task(supervise(loop, stop), name=loop.name)
+                    for loop in services.loops
+                    if background
+                ]
+                try:
+                    yield
+                finally:
+                    # Stop taking work, give running rounds a bounded grace period, then cancel the rest.
+                    stop.set()
+                    if tasks:
+                        _, pending = await asyncio.wait(tasks, timeout=_LOOP_GRACE_S)
+                        for task in pending:
+                            task.cancel()
+                        await asyncio.gather(*pending, return_exceptions=True)
         finally:
             await store.close()
+
+    @asynccontextmanager
+    async def _running(app: Starlette, store: Store) -> AsyncIterator[Services]:
+        """The services on `store`, with their loops built (not started) and their clients closed on exit."""
+        providers = {name: build_provider(source) for name, source in settings.sources.items()}
+        hub = Hub(settings.max_waiters)
+        tokens = Tokens(settings.secret_key)
+        metrics = Metrics(ProviderWarnings(providers))
+        ingestor = Ingestor(providers, store, hub, tokens, clock)
+        # Calls to providers' own APIs (reconcile): only to their configured origins, no redirects.
+        provider_http = provider_client(providers.values(), settings.reconcile_timeout_s)
+        # Deliveries: one shared, guarded client; each committed job change wakes the deliverer.
+        delivery_http = delivery_client(settings) if worker else None
+        deliverer = None
+        if delivery_http is not None:
+            deliverer = Deliverer(settings, store, delivery_http, clock, metrics)
+            ingestor.listeners.append(deliverer.wake)
+        wake_deliverer = deliverer.wake if deliverer is not None else _heard_through_the_database
+
+        def missed() -> None:
+            hub.wake_all()
+            wake_deliverer()
+
+        feed = store.change_feed(
+            Changes(
+                job_changed=lambda source, job_id: hub.publish((source, job_id)),
+                deliveries_queued=wake_deliverer,
+                missed=missed,
+            )
+        )
+        services = Services(
+            settings=settings,
+            store=store,
+            hub=hub,
+            tokens=tokens,
+            metrics=metrics,
+            providers=providers,
+            ingestor=ingestor,
+            clock=clock,
+            provider_http=provider_http,
+            wake_deliverer=wake_deliverer,
+            waiter_poll_s=waiter_poll_s(settings, store, feed),
+        )
+        if deliverer is not None:
+            services.loops.append(Sweeper(settings, store, providers, ingestor, provider_http, clock))
+            services.loops.append(deliverer)
+        if feed is not None:
+            services.loops.append(feed)
+        app.state.services = services
+        try:
+            yield services
+        finally:
+            await provider_http.aclose()
+            if delivery_http is not None:
+                await delivery_http.aclose()
 
     return RelayApp(
         routes=[

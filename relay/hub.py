@@ -105,6 +105,10 @@ class Hub:
     def close(self) -> None:
         """Shutdown has begun: wake every waiter so it answers now, and take no new ones."""
         self.closing = True
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        """Wake every waiter without a job: each reads the store again."""
         for held in self._waiters.values():
             for waiter in _each(held):
                 waiter.wake()

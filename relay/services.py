@@ -37,6 +37,8 @@ class Services:
     provider_http: httpx.AsyncClient
     # Deliveries were queued outside a callback (a late per-job subscriber, a manual retry): send them now.
     wake_deliverer: Callable[[], None]
+    # How long a waiter goes without reading the store again, though nothing woke it.
+    waiter_poll_s: float
     loops: list[Loop] = field(default_factory=list)
 
     def loop(self, kind: type[L]) -> L:

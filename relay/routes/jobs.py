@@ -108,7 +108,7 @@ async def _long_poll(request: Request, key: tuple[str, str], wait: float) -> tup
         watcher = asyncio.ensure_future(_until_disconnect(request.receive, waiter))
         try:
             while (remaining := until - loop.time()) > 0:
-                woken = await waiter.wait(min(remaining, svc.settings.waiter_poll_s))
+                woken = await waiter.wait(min(remaining, svc.waiter_poll_s))
                 if watcher.done():
                     return None, True
                 if svc.hub.closing:  # shutting down: answer the job as it stands, like an expired wait

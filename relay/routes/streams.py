@@ -46,7 +46,7 @@ async def job_events(request: Request) -> Response:
     if svc.hub.count >= svc.hub.max_waiters:
         raise ServiceUnavailable(f"too many waiters held ({svc.hub.max_waiters})", "too_many_waiters")
     heartbeat_s = svc.settings.sse_heartbeat_s
-    poll_s = min(heartbeat_s, svc.settings.waiter_poll_s)
+    poll_s = min(heartbeat_s, svc.waiter_poll_s)
 
     async def stream() -> AsyncIterator[bytes]:
         after = last

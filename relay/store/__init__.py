@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl
 
+from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
+from relay.store.changes import Changes
 
 __all__ = [
+    "Changes",
     "DatabaseUrl",
     "JobStore",
+    "LeaseStore",
     "OutboxStore",
     "Store",
     "migrate_database",
@@ -83,6 +87,13 @@ class JobStore(Protocol):
         """Mark an open, overdue job timed_out (with its history entry and event); None if it no longer is."""
         ...
 
+    async def time_out_many(
+        self, keys: Sequence[tuple[str, str]], now: float
+    ) -> list[IngestOutcome | None]:
+        """`time_out` of each job named by its (source, job_id), all in one transaction: each answer as
+        `time_out`'s, in the order of `keys` (a key listed twice is timed out once)."""
+        ...
+
     async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:
         """Move an open job's deadline; False when it is final."""
         ...
@@ -93,6 +104,21 @@ class JobStore(Protocol):
 
     async def purge_finished(self, before: float, limit: int) -> int:
         """Delete up to `limit` jobs finished before `before` with their history; answer how many."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """Leases: one holder at a time of a named task across the processes sharing a database (the sweeper's
+    round). A holder renews its lease before it lapses; one that dies loses it at `expires_at`."""
+
+    async def take_lease(self, name: str, holder: str, now: float, ttl_s: float) -> bool:
+        """Take the lease `name` until `now + ttl_s` when it is free, expired or `holder`'s own (a renewal),
+        in one conditional statement; False while another holder's lease runs."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if `holder` has it, so another takes it at once. `close` releases every lease
+        taken through this store that was not released."""
         ...
 
 
@@ -168,8 +194,16 @@ class OutboxStore(Protocol):
         ...
 
 
-class Store(JobStore, OutboxStore, Protocol):
+class Store(JobStore, OutboxStore, LeaseStore, Protocol):
     """A database: both halves, opened and closed as one, with one health check."""
+
+    # Whether other processes may commit changes to this database (then waiters re-read it now and then).
+    shared: bool
+
+    def change_feed(self, changes: Changes) -> Loop | None:
+        """A loop that tells this process, through `changes`, of what other processes commit; None when
+        nothing can be heard (a database of one process, or notifications turned off)."""
+        ...
 
     async def ping(self) -> None:
         """Raise unless the database takes reads and writes now, without waiting for a lock:
@@ -194,12 +228,13 @@ class DatabaseUrl:
 # Per backend, each option and the values it takes (None: a positive integer).
 _OPTIONS: Mapping[str, Mapping[str, frozenset[str] | None]] = {
     "sqlite": {"synchronous": frozenset({"full", "normal"})},
-    "postgresql": {"pool_min": None, "pool_max": None},
+    "postgresql": {"pool_min": None, "pool_max": None, "listen": frozenset({"on", "off"})},
 }
 _ALIASES = {"postgres": "postgresql"}
 _FORMS = (
     "sqlite:///relay.db, sqlite:////var/lib/relay/relay.db, sqlite:///relay.db?synchronous=normal,"
-    " postgresql://user@host:5432/relay?pool_min=1&pool_max=10"
+    " postgresql://user@host:5432/relay?pool_min=1&pool_max=10 (add &listen=off behind PgBouncer in"
+    " transaction mode)"
 )
 
 
@@ -254,8 +289,9 @@ async def open_store(url: str) -> Store:
     if database.scheme == "postgresql":
         from relay.store.postgres.store import PostgresStore
 
-        pool = {name: int(value) for name, value in database.options.items()}
-        return await PostgresStore.open(database.path, **pool)
+        options = database.options
+        pool = {name: int(value) for name, value in options.items() if name.startswith("pool_")}
+        return await PostgresStore.open(database.path, listen=options.get("listen", "on") == "on", **pool)
     from relay.store.sqlite import SQLiteStore
 
     return await SQLiteStore.open(database.path, synchronous=database.options.get("synchronous", "full"))

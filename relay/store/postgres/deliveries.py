@@ -29,6 +29,7 @@ from relay.store.outbox_rows import (
     settlement_values,
     subscription_from_row,
 )
+from relay.store.postgres.notify import notify_outbox
 from relay.store.postgres.subscriptions import disable
 
 if TYPE_CHECKING:
@@ -83,7 +84,10 @@ async def insert(conn: Connection, events: Sequence[Event], targets: Sequence[Ta
         [target for *_, target in rows],
         [endpoint_of(url) for _, _, url, _ in rows],
     ]
-    return int(await conn.fetchval(_INSERT_SQL, *columns, now))
+    added = int(await conn.fetchval(_INSERT_SQL, *columns, now))
+    if added:
+        await notify_outbox(conn)
+    return added
 
 
 async def claim(
@@ -192,4 +196,7 @@ async def retry(conn: Connection, delivery_id: int, now: float) -> Delivery | No
         now,
         delivery_id,
     )
-    return None if row is None else delivery_from_row(row)
+    if row is None:
+        return None
+    await notify_outbox(conn)
+    return delivery_from_row(row)

@@ -23,6 +23,7 @@ from relay.domain.jobs import (
 from relay.domain.jobs import time_out as timed_out
 from relay.models import Callback, Event, IngestOutcome, Job, Registration
 from relay.store.numbered import numbered
+from relay.store.postgres.notify import notify_job
 from relay.store.postgres.outbox import backfill_deliveries, queue_deliveries
 from relay.store.rows import SELECT_JOB, dump, job_from_row
 
@@ -101,6 +102,7 @@ async def ingest_callback(
         created = await _insert(conn, new_job_from_callback(source, cb, now, timeout_s), reconcile_after_s)
         if created is not None:
             queued = await _record(conn, created.row_id, cb, now, created)
+            await notify_job(conn, source, cb.job_id)
             return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
         # The row exists (the insert saw it, committed): lock it, so the rule sees the last change made.
         row = await conn.fetchrow(_LOCK_JOB, source, cb.job_id)
@@ -112,6 +114,8 @@ async def ingest_callback(
     if queued is None:  # a redelivery: already kept, changes nothing
         return IngestOutcome(before, duplicate=True, changed=False)
     await _write(conn, change.job)
+    if change.changed:
+        await notify_job(conn, source, cb.job_id)
     return change.outcome(queued)
 
 
@@ -141,6 +145,7 @@ async def time_out(conn: Connection, source: str, job_id: str, now: float) -> In
         return None
     await _write(conn, change.job, _TIME_OUT_JOB)
     queued = await _record(conn, change.job.row_id, time_out_entry(change.job), now, change.job)
+    await notify_job(conn, source, job_id)
     return change.outcome(queued or 0)
 
 

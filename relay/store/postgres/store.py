@@ -10,10 +10,13 @@ from typing import Any, TypeVar
 import asyncpg
 
 from relay.errors import ServiceUnavailable
+from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
+from relay.store.changes import Changes
 from relay.store.numbered import numbered
 from relay.store.postgres import jobs
 from relay.store.postgres.migrations import migrate
+from relay.store.postgres.notify import Listener
 from relay.store.postgres.outbox import OutboxMethods
 from relay.store.rows import (
     COUNT_JOBS_BY_STATUS_SQL,
@@ -48,12 +51,20 @@ _PING_S = 2.0
 class PostgresStore(OutboxMethods):
     """`Store` on one PostgreSQL database; any number of relay processes may share it."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    shared = True
+
+    def __init__(self, pool: asyncpg.Pool, url: str, listen: bool = True) -> None:
         self._pool = pool
+        self._url = url
+        self._listen = listen
+        self._listener: Listener | None = None
 
     @classmethod
-    async def open(cls, url: str, *, pool_min: int = 1, pool_max: int = 10) -> PostgresStore:
-        """Connect a pool to the database at `url` and apply its pending migrations."""
+    async def open(
+        cls, url: str, *, pool_min: int = 1, pool_max: int = 10, listen: bool = True
+    ) -> PostgresStore:
+        """Connect a pool to the database at `url` and apply its pending migrations; with `listen`, the
+        change feed hears other processes' commits (off behind PgBouncer in transaction mode)."""
         pool = await asyncpg.create_pool(url, min_size=min(pool_min, pool_max), max_size=pool_max)
         try:
             async with pool.acquire() as conn:
@@ -61,7 +72,13 @@ class PostgresStore(OutboxMethods):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool)
+        return cls(pool, url, listen)
+
+    def change_feed(self, changes: Changes) -> Loop | None:
+        if not self._listen:
+            return None
+        self._listener = Listener(self._url, changes)
+        return self._listener
 
     async def _in_transaction(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run `work(conn, *args)` in a transaction of its own; it returns once committed."""
@@ -155,4 +172,6 @@ class PostgresStore(OutboxMethods):
             )
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._pool.close()

@@ -11,8 +11,10 @@ from typing import Any
 import aiosqlite
 
 from relay.errors import ServiceUnavailable
+from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
+from relay.store.changes import Changes
 from relay.store.outbox_rows import (
     GET_SUBSCRIPTION_SQL,
     LIST_SUBSCRIPTIONS_SQL,
@@ -74,6 +76,8 @@ def migrate_file(path: str, synchronous: str = "full") -> list[int]:
 
 class SQLiteStore:
     """`Store` on one SQLite file. Safe for one relay process (the group-commit writer is the only writer)."""
+
+    shared = False
 
     def __init__(self, path: str, synchronous: str) -> None:
         self.path = path
@@ -264,6 +268,9 @@ class SQLiteStore:
             raise ServiceUnavailable(
                 f"the database did not answer a read within {2 * _READ_WAIT_S:g} s", "database_down"
             ) from None
+
+    def change_feed(self, changes: Changes) -> Loop | None:
+        return None  # one process: the in-process hub hears every change
 
     async def close(self) -> None:
         await self.writer.close()
