@@ -22,8 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -33,6 +34,8 @@ PYTHON = sys.executable
 SERVER_CPU, CLIENT_CPU = 0, 1
 API_KEY = "bench-api-key"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# The PostgreSQL server benchmarks make scratch databases on (its `postgres` database is the admin one).
+POSTGRES_URL = os.environ.get("RELAY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 HOST = "127.0.0.1"
 T = TypeVar("T")
 
@@ -147,10 +150,38 @@ class Server:
                 self._proc.wait()
 
 
-def write_relay_config(workdir: Path, **extra: Any) -> Path:
-    """A relay config in `workdir`: SQLite there, one API key, a `demo` standard-webhooks source."""
+def postgres_database_url(name: str) -> str:
+    """The URL of database `name` on the benchmarks' PostgreSQL server."""
+    return f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
+
+
+async def postgres_admin(sql: str) -> None:
+    """Run one statement on the server's admin database (CREATE/DROP DATABASE)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def scratch_postgres(label: str, template: str | None = None) -> AsyncIterator[str]:
+    """A new PostgreSQL database (empty, or a copy of `template`) for one run, dropped afterwards; its URL."""
+    name = f"relay_bench_{label}_{uuid.uuid4().hex[:8]}"
+    await postgres_admin(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    try:
+        yield postgres_database_url(name)
+    finally:
+        await postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def write_relay_config(workdir: Path, database: str | None = None, **extra: Any) -> Path:
+    """A relay config in `workdir`: `database` (default SQLite there), one API key, a `demo` source."""
+    database = database or f"sqlite:///{workdir / 'relay.db'}"
     lines = [
-        f'database = "sqlite:///{workdir / "relay.db"}"',
+        f'database = "{database}"',
         'secret_key = "bench-secret-key"',
         f'api_keys = ["{API_KEY}"]',
         *(f"{key} = {json.dumps(value)}" for key, value in extra.items()),
@@ -165,13 +196,13 @@ def write_relay_config(workdir: Path, **extra: Any) -> Path:
 
 
 @contextmanager
-def serve(kind: str, workdir: Path, **relay_config: Any) -> Iterator[Server]:
+def serve(kind: str, workdir: Path, database: str | None = None, **relay_config: Any) -> Iterator[Server]:
     """Run `relay` (through `relay serve`) or a baseline app of bench/apps.py until the block ends.
 
     `relay-normal` is relay with `sqlite_synchronous = "normal"` (no fsync per commit); `relay-nostore` is
     the diagnostic of bench/apps.py. `relay@DIR` runs the relay package found in DIR instead of the installed
     one, to compare two checkouts in one run (`git worktree add /tmp/before HEAD~3`, then
-    `--targets bare,relay,relay@/tmp/before`).
+    `--targets bare,relay,relay@/tmp/before`). `database` puts relay on another database (PostgreSQL).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -181,7 +212,7 @@ def serve(kind: str, workdir: Path, **relay_config: Any) -> Iterator[Server]:
             env = {**os.environ, "PYTHONPATH": str(Path(kind.removeprefix("relay@")).resolve())}
         if kind == "relay-normal":
             relay_config = {**relay_config, "sqlite_synchronous": "normal"}
-        config = write_relay_config(workdir, **relay_config)
+        config = write_relay_config(workdir, database, **relay_config)
         argv = [PYTHON, "-m", "relay", "serve", "--config", str(config), "--port", str(port)]
     elif kind == "relay-nostore":
         config = write_relay_config(workdir, **relay_config)

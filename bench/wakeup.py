@@ -12,7 +12,11 @@ arrives; the latency is waiter answer minus callback answer. Three shapes:
 The baseline, measured in the same rounds on the same server: a plain `GET /healthz` round trip (request
 written to answer read) on a third connection.
 
-Run: .venv/bin/python bench/wakeup.py [--runs 3] [--rounds 500] [--json PATH]
+Targets (`--targets`): `sqlite` (one relay), `postgres` (one relay on a scratch PostgreSQL database), and
+`postgres-across` (two relays on one database: the waiters on the first, the callbacks sent to the second,
+so every wake-up crosses processes through LISTEN/NOTIFY).
+
+Run: .venv/bin/python bench/wakeup.py [--runs 3] [--rounds 500] [--targets sqlite,postgres,postgres-across]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncio
 import tempfile
 import time
 import uuid
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from _harness import (
     options,
     percentile,
     relay_waiters,
+    scratch_postgres,
     serve,
     signed_callback,
     until,
@@ -88,25 +94,40 @@ async def _round_trip(probe: Connection) -> float:
     return at - started
 
 
-async def one_run(run_no: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    with serve("relay", workdir / f"relay-{run_no}") as server:
-        waiters = await open_connections(server.port, WIDTH)
-        senders = await open_connections(server.port, WIDTH)
-        probe = await Connection.open(server.port)
-        for _ in range(20):  # warm up every path once
-            await _round("16 jobs", waiters, senders, probe)
-        result: dict[str, Any] = {}
-        round_trips: list[float] = []
-        for shape in SHAPES:
-            samples: list[float] = []
-            rounds = args.rounds if shape == "one" else max(1, args.rounds // 5)
-            for _ in range(rounds):
-                samples += await _round(shape, waiters, senders, probe)
-                round_trips.append(await _round_trip(probe))
-            result[shape] = _stats(samples)
-        result["round trip"] = _stats(round_trips)
-        for conn in (*waiters, *senders, probe):
-            conn.close()
+TARGETS = ("sqlite", "postgres", "postgres-across")
+
+
+async def one_run(run_no: int, args: argparse.Namespace, workdir: Path, target: str) -> dict[str, Any]:
+    async with AsyncExitStack() as stack:
+        database = None
+        if target != "sqlite":
+            database = await stack.enter_async_context(scratch_postgres("wakeup"))
+        server = stack.enter_context(serve("relay", workdir / f"{target}-{run_no}", database))
+        sender_server = server
+        if target == "postgres-across":
+            sender_server = stack.enter_context(serve("relay", workdir / f"{target}-{run_no}-b", database))
+        return await _measure(args, server.port, sender_server.port)
+
+
+async def _measure(args: argparse.Namespace, port: int, sender_port: int) -> dict[str, Any]:
+    """Waiters and the probe on `port`, the callbacks sent to `sender_port`."""
+    waiters = await open_connections(port, WIDTH)
+    senders = await open_connections(sender_port, WIDTH)
+    probe = await Connection.open(port)
+    for _ in range(20):  # warm up every path once
+        await _round("16 jobs", waiters, senders, probe)
+    result: dict[str, Any] = {}
+    round_trips: list[float] = []
+    for shape in SHAPES:
+        samples: list[float] = []
+        rounds = args.rounds if shape == "one" else max(1, args.rounds // 5)
+        for _ in range(rounds):
+            samples += await _round(shape, waiters, senders, probe)
+            round_trips.append(await _round_trip(probe))
+        result[shape] = _stats(samples)
+    result["round trip"] = _stats(round_trips)
+    for conn in (*waiters, *senders, probe):
+        conn.close()
     return result
 
 
@@ -120,12 +141,33 @@ def _stats(samples: list[float]) -> dict[str, float]:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    runs = []
+    targets = args.targets.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {target: [] for target in targets}
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         for run_no in range(args.runs):
-            runs.append(await one_run(run_no, args, Path(tmp)))
-            line = "  ".join(f"{k} p99 {v['p99_ms']:.3f} ms" for k, v in runs[-1].items())
-            print(f"run {run_no + 1}/{args.runs}: {line}", flush=True)
+            for target in targets:  # interleaved, so a slow spell of the machine hits every target alike
+                runs[target].append(await one_run(run_no, args, Path(tmp), target))
+                line = "  ".join(f"{k} p99 {v['p99_ms']:.3f} ms" for k, v in runs[target][-1].items())
+                print(f"run {run_no + 1}/{args.runs} {target}: {line}", flush=True)
+    print(
+        f"\nwake-up latency, callback 200 -> waiter answer ({args.rounds} rounds of one,"
+        f" {args.rounds // 5} of sixteen), median of {args.runs} runs"
+    )
+    summary = {target: _summary(target_runs) for target, target_runs in runs.items()}
+    for target, table in summary.items():
+        print(f"  {target}")
+        print(f"    {'shape':12} {'p50 ms':>8} {'p99 ms':>8} {'p50/rt':>7} {'p99/rt':>7} {'samples':>8}")
+        for shape, s in table.items():
+            print(
+                f"    {shape:12} {s['p50_ms']:8.3f} {s['p99_ms']:8.3f} {s['p50_ratio_to_round_trip']:7.2f}"
+                f" {s['p99_ratio_to_round_trip']:7.2f} {s['samples']:8.0f}"
+            )
+    print("  (rt: a GET /healthz round trip on the waiters' server, same rounds)")
+    path = write_json("wakeup", {"rounds": args.rounds, "runs": runs, "summary": summary}, args.json)
+    print(f"  (written to {path})")
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for shape in (*SHAPES, "round trip"):
         summary[shape] = {
@@ -135,23 +177,12 @@ async def bench(args: argparse.Namespace) -> None:
             summary[shape][f"{p}_ratio_to_round_trip"] = median(
                 [r[shape][f"{p}_ms"] / r["round trip"][f"{p}_ms"] for r in runs]
             )
-    print(
-        f"\nwake-up latency, callback 200 -> waiter answer ({args.rounds} rounds of one,"
-        f" {args.rounds // 5} of sixteen), median of {args.runs} runs"
-    )
-    print(f"  {'shape':12} {'p50 ms':>8} {'p99 ms':>8} {'p50/rt':>7} {'p99/rt':>7} {'samples':>8}")
-    for shape, s in summary.items():
-        print(
-            f"  {shape:12} {s['p50_ms']:8.3f} {s['p99_ms']:8.3f} {s['p50_ratio_to_round_trip']:7.2f}"
-            f" {s['p99_ratio_to_round_trip']:7.2f} {s['samples']:8.0f}"
-        )
-    print("  (rt: a GET /healthz round trip on the same server, same rounds)")
-    path = write_json("wakeup", {"rounds": args.rounds, "runs": runs, "summary": summary}, args.json)
-    print(f"  (written to {path})")
+    return summary
 
 
 def _options() -> argparse.ArgumentParser:
     parser = options(__doc__, runs=3)
+    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, of {TARGETS}")
     parser.add_argument("--rounds", type=int, default=500, help="rounds of one waiter; a fifth as many of 16")
     return parser
 

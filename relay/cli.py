@@ -1,8 +1,9 @@
-"""The `relay` command: serve, migrate, check-config, source-url, deliveries."""
+"""The `relay` command: serve, worker, migrate, check-config, source-url, deliveries."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from relay.errors import ConfigError
 from relay.first_run import write_first_run_config
 from relay.providers import webhook_url
 from relay.settings import DEFAULT_CONFIG_PATH, Settings, config_path, load_settings
-from relay.store import migrate_database, redacted_url
+from relay.store import migrate_database, parse_database_url, redacted_url
 from relay.tokens import Tokens
 
 __all__ = ["main"]
@@ -55,7 +56,12 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
-def serve(config: Path | None, host: str | None, port: int | None, access_log: bool) -> None:
+@click.option(
+    "--worker/--no-worker",
+    default=True,
+    help="Also deliver and sweep (default); --no-worker serves HTTP only, next to `relay worker` processes.",
+)
+def serve(config: Path | None, host: str | None, port: int | None, access_log: bool, worker: bool) -> None:
     """Run the relay."""
     from relay.server import serve as serve_app
 
@@ -75,7 +81,30 @@ def serve(config: Path | None, host: str | None, port: int | None, access_log: b
             f"  demo source secret:   {first_run['demo_secret']}",
             err=True,
         )
-    serve_app(settings, access_log=access_log)
+    if not worker:
+        _check_shared(settings, "relay serve --no-worker")
+    serve_app(settings, worker=worker, access_log=access_log)
+
+
+@main.command()
+@_config_option
+def worker(config: Path | None) -> None:
+    """Deliver and sweep without serving HTTP, beside `relay serve --no-worker` instances (PostgreSQL)."""
+    from relay.server import run_worker
+
+    settings = _load(config)
+    _check_shared(settings, "relay worker")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    run_worker(settings)
+
+
+def _check_shared(settings: Settings, what: str) -> None:
+    """Refuse to split the work across processes on a database only one process may write."""
+    if parse_database_url(settings.database).scheme != "postgresql":
+        raise click.ClickException(
+            f"{what} splits relay across processes, which needs a database they share: set database ="
+            ' "postgresql://user@host:5432/relay" (SQLite is written by one relay process; run `relay serve`)'
+        )
 
 
 @main.command()

@@ -6,11 +6,13 @@ What an answer means for its delivery (delivered, retried when, dead) is decided
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 
-import httpx
+import aiohttp
+from prometheus_client import Counter
 
 from relay import signing
 from relay.breaker import Breakers
@@ -19,30 +21,50 @@ from relay.loops import Loop
 from relay.metrics import Metrics
 from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryAttempt
 from relay.settings import Settings
-from relay.ssrf import DestinationBlocked, guarded_transport
+from relay.ssrf import DestinationBlocked, guarded_connector
 from relay.store import OutboxStore
 
-__all__ = ["Deliverer", "delivery_client"]
+__all__ = ["Deliverer", "DeliveryClient", "delivery_client"]
 
 log = logging.getLogger(__name__)
 
 RESPONSE_HEAD_BYTES = 1024  # how much of each answer is kept with the attempt
-LEASE_MARGIN_S = 30.0  # a lease outlives the attempt's own timeout by this much
+KEEPALIVE_S = 5.0  # an idle connection to a subscriber is kept this long for its next delivery
 USER_AGENT = "relay-webhooks/0.1"
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+# A subscription's key is decoded once, not on every attempt (rotated secrets are new entries).
+_key = functools.lru_cache(maxsize=4096)(signing.decode_secret)
 
 
-def delivery_client(settings: Settings) -> httpx.AsyncClient:
-    """The one HTTP client all deliveries share: pooled, bounded, no redirects, guarded destinations."""
-    limits = httpx.Limits(
-        max_connections=settings.delivery_concurrency, max_keepalive_connections=settings.delivery_concurrency
+class DeliveryClient:
+    """The one HTTP client all deliveries share: an aiohttp session on a guarded, pooled connector.
+
+    aiohttp rather than httpx for its speed (docs/decisions.md); `aclose()` as the app closes its clients.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+def delivery_client(settings: Settings) -> DeliveryClient:
+    """The deliveries' client: pooled, bounded, no proxies from the environment, guarded destinations."""
+    connector = guarded_connector(
+        settings.delivery_concurrency,
+        allow_private=settings.allow_private_destinations,
+        keepalive_s=KEEPALIVE_S,
     )
-    return httpx.AsyncClient(
-        transport=guarded_transport(limits, allow_private=settings.allow_private_destinations),
-        timeout=httpx.Timeout(settings.delivery_timeout_s, connect=settings.delivery_connect_timeout_s),
-        follow_redirects=False,
-        trust_env=False,
+    session = aiohttp.ClientSession(
+        connector=connector,
+        # The whole attempt is bounded by the deliverer itself; aiohttp bounds only the connection.
+        timeout=aiohttp.ClientTimeout(total=None, connect=settings.delivery_connect_timeout_s),
         headers={"user-agent": USER_AGENT},
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),  # one subscriber's cookies must not go to another
     )
+    return DeliveryClient(session)
 
 
 class Deliverer(Loop):
@@ -59,7 +81,7 @@ class Deliverer(Loop):
         self,
         settings: Settings,
         store: OutboxStore,
-        http: httpx.AsyncClient,
+        http: DeliveryClient,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
     ) -> None:
@@ -67,7 +89,7 @@ class Deliverer(Loop):
         self._settings = settings
         self._policy = RetryPolicy.from_settings(settings)
         self._store = store
-        self._http = http
+        self._http = http.session
         self._metrics = metrics
         self.breakers = Breakers(
             settings.circuit_failures, settings.circuit_open_s, settings.circuit_open_max_s
@@ -76,7 +98,8 @@ class Deliverer(Loop):
         self._tasks: set[asyncio.Task[None]] = set()
         self._filled = False  # the last claim took all the room it was given: more may be due
         self._settled: list[AttemptResult] = []  # attempts ended, waiting for the next round to record them
-        self.lease_s = settings.delivery_timeout_s + LEASE_MARGIN_S
+        self._counted: dict[str, Counter] = {}  # the deliveries counter's child per status, looked up once
+        self.lease_s = settings.delivery_timeout_s + settings.delivery_lease_margin_s
 
     @property
     def in_flight(self) -> int:
@@ -101,8 +124,9 @@ class Deliverer(Loop):
 
     def go_again(self, done: int) -> bool:
         # A claim that got less than the room it asked for took everything claimable: another round finds
-        # nothing until an attempt ends or a delivery is queued, and both wake the loop.
-        return self._filled
+        # nothing until an attempt ends or a delivery is queued, and both wake the loop. Attempts that ended
+        # during this round are such a wake already: the next round starts without the pause.
+        return self._filled or bool(self._settled)
 
     async def drain(self) -> None:
         """Wait until every attempt started so far has finished and been recorded."""
@@ -187,8 +211,9 @@ class Deliverer(Loop):
         secrets = claim.secrets or ((self._settings.signing_secret,) if self._settings.signing_secret else ())
         if not secrets:
             return None
-        keys = [signing.decode_secret(secret) for secret in secrets]
-        return " ".join(signing.sign(key, claim.delivery.event_id, timestamp, claim.body) for key in keys)
+        return " ".join(
+            signing.sign(_key(s), claim.delivery.event_id, timestamp, claim.body) for s in secrets
+        )
 
     async def _post(self, claim: Claim, at: float) -> Answer:
         """POST once, bounded by `delivery_timeout_s` as a whole; network failures are answers, not raised."""
@@ -214,28 +239,36 @@ class Deliverer(Loop):
         try:
             async with (
                 asyncio.timeout(timeout),
-                self._http.stream("POST", delivery.url, content=claim.body, headers=headers) as response,
+                self._http.post(
+                    delivery.url, data=claim.body, headers=headers, allow_redirects=False
+                ) as response,
             ):
-                status = response.status_code
+                status = response.status
                 retry_after = response.headers.get("retry-after")
-                if response.is_redirect:
-                    error = f"redirect to {response.headers.get('location')!r} not followed"
-                async for chunk in response.aiter_bytes():
+                if status in _REDIRECTS and "location" in response.headers:
+                    error = f"redirect to {response.headers['location']!r} not followed"
+                content = response.content
+                while len(head) < RESPONSE_HEAD_BYTES and not content.at_eof():
+                    chunk = await content.read(RESPONSE_HEAD_BYTES - len(head))
+                    if not chunk:
+                        break
                     head += chunk
-                    if len(head) >= RESPONSE_HEAD_BYTES:
-                        break  # the rest is not read; the connection is closed rather than reused
+                if not content.at_eof():
+                    response.close()  # the rest is not read; the connection is closed rather than reused
+        except aiohttp.ConnectionTimeoutError:
+            error = f"no connection within {self._settings.delivery_connect_timeout_s:g} s"
         except TimeoutError:  # after a status line, the answer counts; only its body was cut off
             error = (
                 f"no answer within {timeout:g} s" if status is None else "the body was cut off by the timeout"
             )
-        except httpx.ConnectError as exc:
-            blocked = isinstance(exc.__cause__, DestinationBlocked)
+        except aiohttp.ClientConnectorError as exc:
+            blocked = isinstance(exc.os_error, DestinationBlocked)
             connection_failed = not blocked
-            error = f"connection failed: {exc}" if not blocked else f"destination refused: {exc}"
-        except httpx.HTTPError as exc:
+            error = f"destination refused: {exc.os_error}" if blocked else f"connection failed: {exc}"
+        except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         latency_ms = (time.monotonic() - started) * 1000
-        attempt = DeliveryAttempt(at, status, latency_ms, error, head[:RESPONSE_HEAD_BYTES])
+        attempt = DeliveryAttempt(at, status, latency_ms, error, head)
         return Answer(attempt, retry_after, connection_failed)
 
     def _judge(self, delivery: Delivery, answer: Answer) -> AttemptResult:
@@ -249,6 +282,11 @@ class Deliverer(Loop):
                 self._settings.circuit_failures,
             )
         if self._metrics is not None:
-            self._metrics.deliveries.labels(result.status.value).inc()
+            counter = self._counted.get(result.status.value)
+            if counter is None:
+                counter = self._counted[result.status.value] = self._metrics.deliveries.labels(
+                    result.status.value
+                )
+            counter.inc()
             self._metrics.delivery_seconds.observe(attempt.latency_ms / 1000)
         return result

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import signal
 import socket
 from types import FrameType
 from typing import Any
 
 import uvicorn
+import uvloop
 from starlette.applications import Starlette
 
 from relay.app import create_app
 from relay.connections import ConnectionRegistry, limits_for, raise_open_file_limit, with_room_for_requests
 from relay.http_protocol import RelayHttpProtocol, protocol_class
 from relay.settings import Settings
+from relay.store import redacted_url
 
-__all__ = ["RelayServer", "guarded_protocol", "serve"]
+__all__ = ["RelayServer", "guarded_protocol", "run_worker", "serve"]
+
+log = logging.getLogger("relay")
 
 _YOUNG_GENERATION_THRESHOLD = 10_000  # CPython's default is 700 allocations
 
@@ -70,10 +76,10 @@ def guarded_protocol(settings: Settings, fd_limit: int) -> tuple[type[RelayHttpP
     return protocol_class(registry), with_room_for_requests(settings, limits.max_connections)
 
 
-def serve(settings: Settings, **uvicorn_options: Any) -> None:
-    """Serve the relay until a signal stops it."""
+def serve(settings: Settings, *, worker: bool = True, **uvicorn_options: Any) -> None:
+    """Serve the relay until a signal stops it; without `worker`, HTTP only (no deliverer, no sweeper)."""
     http, settings = guarded_protocol(settings, raise_open_file_limit())
-    app = create_app(settings)
+    app = create_app(settings, worker=worker)
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": http,
@@ -83,3 +89,22 @@ def serve(settings: Settings, **uvicorn_options: Any) -> None:
     }
     config = uvicorn.Config(app, host=settings.host, port=settings.port, **options)
     RelayServer(config, app, tune_gc=True).run()
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the deliverer and the sweeper, without HTTP, until SIGTERM or SIGINT."""
+    uvloop.run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    app = create_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with app.router.lifespan_context(app):
+        _tune_gc()
+        log.info("relay worker started: deliverer and sweeper on %s", redacted_url(settings.database))
+        await stop.wait()
+        log.info("relay worker stopping: finishing the rounds under way")
+    log.info("relay worker stopped")

@@ -54,6 +54,9 @@ class Settings:
     # Deliveries to subscribers (relay/delivery.py).
     delivery_timeout_s: float = 15.0  # a whole attempt: connect, send, status and the first response bytes
     delivery_connect_timeout_s: float = 5.0
+    # A claim lapses this long after its attempt's timeout (then another instance sends it): room for the
+    # attempt's record to be written and for the clocks of several instances to disagree.
+    delivery_lease_margin_s: float = 30.0
     delivery_concurrency: int = 64  # attempts in flight at once, all endpoints together
     endpoint_concurrency: int = 8  # attempts in flight at once to one scheme://host:port
     delivery_poll_s: float = 1.0
@@ -204,7 +207,8 @@ def _database_url(url: str, sqlite_synchronous: str) -> str:
 def _check_delivery_settings(values: dict[str, Any]) -> None:
     """The delivery keys: positive numbers, a jitter fraction, and a schedule of delays."""
     positive = (
-        "delivery_timeout_s delivery_connect_timeout_s delivery_concurrency endpoint_concurrency"
+        "delivery_timeout_s delivery_connect_timeout_s delivery_lease_margin_s delivery_concurrency"
+        " endpoint_concurrency"
         " delivery_poll_s retry_after_max_s circuit_failures circuit_open_s circuit_open_max_s"
     )
     for key in positive.split():

@@ -1,32 +1,36 @@
 """The destination guard: subscriber URLs may not point relay at loopback, private or metadata addresses.
 
 Checked twice: when a URL is subscribed (every address its host resolves to), and on every connection the
-deliverer opens (`guarded_transport`), where the host is resolved once, each address checked, and the checked
-address itself dialled, so a name that re-resolves to 127.0.0.1 after the first check (DNS rebinding) is
-still refused.
+deliverer opens (`guarded_connector`): the host is resolved once by a resolver that refuses the name when any
+address is not allowed, and the socket for each address dialled is opened only after that very address passed
+the check, so a literal IP in the URL, an IPv6 spelling of an IPv4 address, or a name that re-resolves to
+127.0.0.1 after the first check (DNS rebinding) is still refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+import ssl
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+import certifi
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.connector import AddrInfoType, SocketFactoryType
 
 from relay.errors import BadRequest
 
 __all__ = [
     "DestinationBlocked",
+    "GuardedResolver",
     "Resolver",
     "blocked_reason",
     "check_url",
-    "guarded_transport",
+    "guarded_connector",
     "system_resolver",
 ]
 
@@ -76,8 +80,14 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 _V4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
-class DestinationBlocked(httpcore.ConnectError):
-    """A connection refused by the guard (httpx raises it as the cause of an `httpx.ConnectError`)."""
+class DestinationBlocked(OSError):
+    """A connection refused by the guard (aiohttp raises it as the `os_error` of a `ClientConnectorError`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EACCES, message)  # aiohttp shows an OSError's strerror in its own message
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def blocked_reason(address: str | IPAddress) -> str | None:
@@ -160,94 +170,87 @@ async def check_url(
             )
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host itself, checks every address, and dials only checked addresses."""
+def _dial_check(address: str, check: Callable[[str], str | None]) -> str | None:
+    """`check` for an address about to be dialled; one that does not parse is refused (fail closed)."""
+    try:
+        return check(address)
+    except ValueError:
+        return "not an IP address"
 
-    def __init__(self, resolve: Resolver, check: Callable[[str], str | None]) -> None:
-        self._inner = httpcore.AnyIOBackend()
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver for deliveries: resolves with `resolve`, and refuses the name (every address of it)
+    when any address it resolves to is not allowed, so a connection never falls back to a refused one."""
+
+    def __init__(
+        self, resolve: Resolver = system_resolver, check: Callable[[str], str | None] = blocked_reason
+    ) -> None:
         self._resolve = resolve
         self._check = check
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         try:
-            async with asyncio.timeout(timeout):
-                addresses = await self._resolve(host, port)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"resolving {host} failed: {exc}") from None
+            addresses = await self._resolve(host, port)
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA refuses
+            raise socket.gaierror(socket.EAI_NONAME, f"resolving {host} failed: {exc}") from None
         if not addresses:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
+            raise socket.gaierror(socket.EAI_NONAME, f"{host} resolves to no address")
         for address in addresses:
-            reason = self._check(address)
+            reason = _dial_check(address, self._check)
             if reason is not None:
-                raise DestinationBlocked(f"{host} resolves to {address} ({reason}): destination refused")
-        return await self._dial(addresses, port, deadline, local_address, socket_options)
+                raise DestinationBlocked(f"{host} resolves to {address} ({reason})")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
 
-    async def _dial(
-        self,
-        addresses: Sequence[str],
-        port: int,
-        deadline: float | None,
-        local_address: str | None,
-        socket_options: Iterable[Any] | None,
-    ) -> httpcore.AsyncNetworkStream:
-        """Connect to the first checked address that answers, within the one connect timeout."""
-        error: Exception | None = None
-        for address in addresses:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, remaining, local_address=local_address, socket_options=socket_options
-                )
-            except httpcore.ConnectTimeout:
-                raise
-            except httpcore.ConnectError as exc:
-                error = exc
-        assert error is not None
-        raise error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise DestinationBlocked("unix sockets are not a delivery destination")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
-def guarded_transport(
-    limits: httpx.Limits,
+def _guarded_socket(check: Callable[[str], str | None]) -> SocketFactoryType:
+    """A socket factory for aiohttp that refuses to open a socket for an address that is not allowed. It sees
+    every address dialled, including IP literals in the URL, which aiohttp does not pass to the resolver."""
+
+    def open_socket(addr_info: AddrInfoType) -> socket.socket:
+        family, kind, proto, _, address = addr_info
+        reason = _dial_check(str(address[0]), check)
+        if reason is not None:
+            raise DestinationBlocked(f"{address[0]} ({reason})")
+        return socket.socket(family, kind, proto)
+
+    return open_socket
+
+
+def guarded_connector(
+    limit: int,
     *,
     allow_private: bool,
+    keepalive_s: float,
     resolve: Resolver = system_resolver,
     check: Callable[[str], str | None] = blocked_reason,
-) -> httpx.AsyncHTTPTransport:
-    """An httpx transport (no proxies from the environment) whose connections pass the guard.
+) -> aiohttp.TCPConnector:
+    """An aiohttp connector of at most `limit` connections whose every dial passes the guard.
 
-    With `allow_private` it is a plain transport: the operator said private destinations are fine.
+    With `allow_private` it is a plain connector: the operator said private destinations are fine.
     """
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    # Certificates are checked against certifi's roots, as httpx did: a slim image may have no system store.
+    tls = ssl.create_default_context(cafile=certifi.where())
     if allow_private:
-        return transport
-    # httpx builds its connection pool without a way to pass a network backend; this pool is the same one
-    # (the arguments AsyncHTTPTransport passes for a transport without proxy) with the guard as its backend.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_GuardedBackend(resolve, check),
+        return aiohttp.TCPConnector(limit=limit, keepalive_timeout=keepalive_s, ssl=tls)
+    return aiohttp.TCPConnector(
+        limit=limit,
+        keepalive_timeout=keepalive_s,
+        ssl=tls,
+        resolver=GuardedResolver(resolve, check),
+        socket_factory=_guarded_socket(check),
     )
-    return transport

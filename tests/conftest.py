@@ -1,9 +1,11 @@
-"""Shared fixtures: settings on a temp SQLite file, a real relay on 127.0.0.1, signing with the oracle."""
+"""Shared fixtures: settings on a temp SQLite file, a relay in-process (`open_relay`) or served by uvicorn on
+127.0.0.1 (`start_relay`), signing with the oracle."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,19 +19,39 @@ import httpx
 import pytest
 import uvicorn
 from standardwebhooks import Webhook
+from starlette.applications import Starlette
 
 from relay.app import create_app
 from relay.server import RelayServer
 from relay.services import Services
 from relay.settings import Settings, load_settings
-from tests.postgres import empty_postgres_database, postgres_database, postgres_template
+from tests.postgres import (
+    emptied_postgres_database,
+    empty_postgres_database,
+    postgres_database,
+    postgres_reused_database,
+    postgres_template,
+)
 
 API_KEY = "test-api-key"
 DEMO_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 REPLICATE_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
 # Fixtures defined in tests/postgres.py, registered here for every folder.
-__all__ = ["empty_postgres_database", "postgres_database", "postgres_template"]
+__all__ = [
+    "emptied_postgres_database",
+    "empty_postgres_database",
+    "postgres_database",
+    "postgres_reused_database",
+    "postgres_template",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only(why): runs on the SQLite backend only (tests/integration runs the rest on each backend)",
+    )
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -77,17 +99,20 @@ async def wait_for(condition: Callable[[], Awaitable[bool] | bool], within: floa
 
 
 @dataclass
-class LiveRelay:
-    """A relay served by uvicorn on a free loopback port, in the test's event loop."""
+class Relay:
+    """A relay app with its lifespan running (store, services, loops), and a client holding the API key."""
 
     settings: Settings
-    base_url: str
+    app: Starlette
     client: httpx.AsyncClient
-    server: uvicorn.Server
 
     @property
     def services(self) -> Services:
-        return self.server.config.loaded_app.app.state.services  # type: ignore[no-any-return]
+        return self.app.state.services  # type: ignore[no-any-return]
+
+    def anonymous(self) -> httpx.AsyncClient:
+        """A client of this relay without the API key (use it in `async with`)."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=_IN_PROCESS_URL)
 
     async def post_callback(
         self, source: str, payload: bytes, secret: str = DEMO_SECRET, **kwargs: Any
@@ -99,6 +124,23 @@ class LiveRelay:
     async def healthy(self) -> bool:
         """Whether /healthz answers 200."""
         return (await self.client.get("/healthz")).status_code == 200
+
+
+@dataclass
+class LiveRelay(Relay):
+    """A relay served by uvicorn on a free loopback port, in the test's event loop."""
+
+    base_url: str
+    server: RelayServer
+
+    def anonymous(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, verify=_LOOPBACK_TLS)
+
+
+# The relays under test speak plain HTTP; one TLS context serves every test client (httpx would otherwise load
+# the CA bundle again for each, about 20 ms of CPU).
+_LOOPBACK_TLS = ssl.create_default_context()
+_IN_PROCESS_URL = "http://relay.test"
 
 
 def free_port() -> int:
@@ -119,6 +161,28 @@ class Clock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+
+def _api_client(**options: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(headers={"authorization": f"Bearer {API_KEY}"}, timeout=30, **options)
+
+
+@asynccontextmanager
+async def open_relay(
+    settings: Settings, clock: Callable[[], float] = time.time, background: bool = True
+) -> AsyncIterator[Relay]:
+    """`create_app(settings)` with its lifespan running (loops stopped unless `background`), reached
+    in-process through `httpx.ASGITransport`: the whole app, store and loops, without a server or a socket.
+
+    A response reaches the client whole, once the app has sent all of it: a test that reads a stream while it
+    is open, hangs up early, sends raw bytes or gives another program the relay's URL uses `start_relay`.
+    """
+    app = create_app(settings, clock=clock, background=background)
+    async with (
+        app.router.lifespan_context(app),
+        _api_client(transport=httpx.ASGITransport(app=app), base_url=_IN_PROCESS_URL) as client,
+    ):
+        yield Relay(settings, app, client)
 
 
 @asynccontextmanager
@@ -148,23 +212,9 @@ async def start_relay(
         task.result()
         raise RuntimeError("relay did not start")
     base_url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(
-        base_url=base_url, headers={"authorization": f"Bearer {API_KEY}"}, timeout=30
-    ) as client:
+    async with _api_client(base_url=base_url, verify=_LOOPBACK_TLS) as client:
         try:
-            yield LiveRelay(settings, base_url, client, server)
+            yield LiveRelay(settings, app, client, base_url, server)
         finally:
             server.should_exit = True
             await task
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
-
-
-@pytest.fixture
-async def relay(settings: Settings) -> AsyncIterator[LiveRelay]:
-    """A live relay with the default test settings."""
-    async with start_relay(settings) as live:
-        yield live

@@ -1,24 +1,19 @@
 """Fake provider status APIs on 127.0.0.1 (the only mock: the provider's network edge).
 
 Answers are set per path with the providers' documented payloads; every request is recorded, and the
-requests still in flight are counted.
+requests still in flight are counted. A plain HTTP/1.1 server on asyncio (keep-alive, GET only): it starts
+and stops in a millisecond, where uvicorn's shutdown takes 0.2 s of every test that asks a provider.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
-from tests.conftest import free_port, wait_for
+from urllib.parse import unquote, urlsplit
 
 __all__ = ["FakeProviderApi", "fake_provider_api"]
 
@@ -30,6 +25,7 @@ class FakeProviderApi:
     hang: set[str] = field(default_factory=set)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     in_flight: int = 0
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
 
     def answer(self, path: str, body: Any, status: int = 200) -> None:
         self.answers[path] = (status, body)
@@ -37,36 +33,60 @@ class FakeProviderApi:
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
 
-    async def _handle(self, request: Request) -> Response:
-        path = request.url.path
-        self.requests.append((path, request.headers.get("authorization")))
-        self.in_flight += 1
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
-            if path in self.hang:  # never answers; the relay's timeout must end it by hanging up
-                while (await request.receive())["type"] != "http.disconnect":
-                    pass
-                return Response(status_code=499)
-            status, body = self.answers.get(path, (404, {"detail": "not found"}))
-            return JSONResponse(body, status)
+            while True:  # one request after another on a kept-alive connection, until the client hangs up
+                method, path, authorization = _parse(await reader.readuntil(b"\r\n\r\n"))
+                if method != "GET":
+                    writer.write(_response(405, {"detail": "method not allowed"}))
+                    await writer.drain()
+                    continue
+                self.requests.append((path, authorization))
+                self.in_flight += 1
+                try:
+                    if path in self.hang:  # never answers; the relay's timeout must end it by hanging up
+                        await reader.read()
+                        return
+                    status, body = self.answers.get(path, (404, {"detail": "not found"}))
+                    writer.write(_response(status, body))
+                    await writer.drain()
+                finally:
+                    self.in_flight -= 1
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
         finally:
-            self.in_flight -= 1
+            self._writers.discard(writer)
+            writer.close()
+
+
+def _parse(head: bytes) -> tuple[str, str, str | None]:
+    """The method, the decoded path and the authorization header of a request's head (it has no body)."""
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = request_line.split(" ", 2)
+    headers = {
+        name.strip().lower(): value.strip() for name, _, value in (ln.partition(":") for ln in lines if ln)
+    }
+    return method, unquote(urlsplit(target).path), headers.get("authorization")
+
+
+def _response(status: int, body: Any) -> bytes:
+    """A JSON answer, encoded as Starlette's JSONResponse encodes it."""
+    payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    head = f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+    return head.encode() + payload
 
 
 @asynccontextmanager
 async def fake_provider_api() -> AsyncIterator[FakeProviderApi]:
     """Serve a FakeProviderApi on a free loopback port for the block."""
     fake = FakeProviderApi()
-    app = Starlette(routes=[Route("/{path:path}", fake._handle, methods=["GET"])])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=0)
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started, within=10)
-    fake.base_url = f"http://127.0.0.1:{port}"
+    server = await asyncio.start_server(fake._serve, "127.0.0.1", 0)
+    fake.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
         yield fake
     finally:
-        server.should_exit = True
-        server.force_exit = True
-        await task
+        server.close()
+        for writer in list(fake._writers):  # kept-alive and hanging connections end too
+            writer.close()
+        await server.wait_closed()

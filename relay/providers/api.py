@@ -7,6 +7,8 @@ info. The provider client (`origin_client`) refuses any request to another origi
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -127,5 +129,14 @@ def origin_client(origins: Iterable[ApiOrigin], timeout_s: float) -> httpx.Async
             )
 
     return httpx.AsyncClient(
-        timeout=timeout_s, follow_redirects=False, event_hooks={"request": [refuse_foreign]}
+        timeout=timeout_s,
+        follow_redirects=False,
+        event_hooks={"request": [refuse_foreign]},
+        verify=_tls_context(),
     )
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The system's CA store, loaded once per process: loading it costs tens of milliseconds of CPU."""
+    return httpx.create_ssl_context()

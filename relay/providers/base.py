@@ -246,7 +246,9 @@ def status_of(value: Any, words: Mapping[str, Status], where: str) -> Status:
 
 
 def error_text(value: Any) -> str | None:
-    """A provider's error field as text: strings as they are, anything else as JSON."""
+    """A provider's error field as text: strings as they are, anything else as JSON. A NUL becomes U+FFFD:
+    no backend stores one in text (PostgreSQL refuses it), and the message is kept rather than refused."""
     if value is None or value == "" or value == []:
         return None
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text

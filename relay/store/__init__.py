@@ -87,11 +87,10 @@ class JobStore(Protocol):
         """Mark an open, overdue job timed_out (with its history entry and event); None if it no longer is."""
         ...
 
-    async def time_out_many(
-        self, keys: Sequence[tuple[str, str]], now: float
-    ) -> list[IngestOutcome | None]:
-        """`time_out` of each job named by its (source, job_id), all in one transaction: each answer as
-        `time_out`'s, in the order of `keys` (a key listed twice is timed out once)."""
+    async def time_out_many(self, jobs: Sequence[Job], now: float) -> list[IngestOutcome | None]:
+        """`time_out` of each job, all in one transaction: each answer as `time_out`'s, in the order of `jobs`
+        (as `overdue_jobs` read them; each is read again, by its row, and decided on what it is now; a job
+        listed twice is timed out once)."""
         ...
 
     async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:

@@ -131,9 +131,10 @@ class RelayProcess:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
-    """Start `relay serve ARGS` in a directory (tmp_path by default); every one is killed at teardown.
+    """Start `relay serve ARGS` (or another `command`) in a directory (tmp_path by default); every one is
+    killed at teardown.
 
-    Without `port`, a free port is chosen and passed as `--port`; with it, the config or args put it there.
+    Without `port`, `serve` gets a free port as `--port`; with it, the config or args put it there.
     """
     started: list[RelayProcess] = []
 
@@ -143,23 +144,24 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
         env: dict[str, str] | None = None,
         port: int | None = None,
         host: str = "127.0.0.1",
+        command: str = "serve",
     ) -> RelayProcess:
         argv = list(args)
-        if port is None:
+        if port is None and command == "serve":
             port = free_port()
             argv += ["--port", str(port)]
         n = len(started)
         stdout_path, stderr_path = tmp_path / f"relay-{n}.stdout", tmp_path / f"relay-{n}.stderr"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             proc = subprocess.Popen(
-                relay_command("serve", *argv),
+                relay_command(command, *argv),
                 cwd=cwd or tmp_path,
                 env=clean_env() if env is None else env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
             )
-        process = RelayProcess(proc, host, port, stdout_path, stderr_path)
+        process = RelayProcess(proc, host, port or 0, stdout_path, stderr_path)
         started.append(process)
         return process
 

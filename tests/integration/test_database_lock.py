@@ -12,14 +12,25 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from relay.settings import Settings
 from relay.store.sqlite import SQLiteStore
-from tests.conftest import LiveRelay, wait_for
+from tests.conftest import Relay, open_relay, wait_for
 from tests.store.test_sqlite_writer_health import cap_at_current_size
+
+pytestmark = pytest.mark.sqlite_only("a second sqlite3 connection holds the file's write lock; a full disk")
 
 MARGIN_S = 0.1  # how much slower than usual a request may answer while the lock is held
 ROUTES = ("/healthz", "/no-such-path", "/v1/jobs/demo/j0")  # the health check, a 404, a job read
+
+
+@pytest.fixture
+async def relay(settings: Settings) -> AsyncIterator[Relay]:
+    """The relay with its loops stopped: their first rounds' writes would race the lock the tests take (and
+    queue ahead of the callbacks they time)."""
+    async with open_relay(settings, background=False) as opened:
+        yield opened
 
 
 def database_path(settings: Settings) -> Path:
@@ -58,17 +69,17 @@ def final(job_id: str, output: object = "done") -> bytes:
     return orjson.dumps({"id": job_id, "status": "succeeded", "output": output})
 
 
-async def healthz(relay: LiveRelay) -> httpx.Response:
+async def healthz(relay: Relay) -> httpx.Response:
     return await relay.client.get("/healthz")
 
 
-def writer_of(relay: LiveRelay) -> SQLiteStore:
+def writer_of(relay: Relay) -> SQLiteStore:
     store = relay.services.store
     assert isinstance(store, SQLiteStore)
     return store
 
 
-async def test_a_held_write_lock_stalls_no_request(relay: LiveRelay) -> None:
+async def test_a_held_write_lock_stalls_no_request(relay: Relay) -> None:
     """While another connection holds the write lock, reads, 404s and /healthz (503 database_busy) answer in
     their usual time, a callback waits without stalling them and lands once the lock is released."""
     assert (await relay.post_callback("demo", final("j0"))).status_code == 200
@@ -96,7 +107,7 @@ async def test_a_held_write_lock_stalls_no_request(relay: LiveRelay) -> None:
     await wait_for(relay.healthy)
 
 
-async def test_a_write_that_cannot_get_the_lock_is_a_503_and_stores_nothing(relay: LiveRelay) -> None:
+async def test_a_write_that_cannot_get_the_lock_is_a_503_and_stores_nothing(relay: Relay) -> None:
     """A callback whose batch cannot get the lock in time is a 503 database_busy, stored nowhere; later
     ones fail at once until the lock is free, and the provider's retry then lands."""
     writer_of(relay).writer.lock_wait_s = 0.3
@@ -119,7 +130,7 @@ async def test_a_write_that_cannot_get_the_lock_is_a_503_and_stores_nothing(rela
     assert (await relay.client.get("/v1/jobs/demo/j1")).json()["status"] == "succeeded"
 
 
-async def test_a_full_disk_fails_callbacks_with_503_and_recovers(relay: LiveRelay) -> None:
+async def test_a_full_disk_fails_callbacks_with_503_and_recovers(relay: Relay) -> None:
     """With no room left (max_page_count on the writer's connection), callbacks are 503 writes_failing and
     store nothing, /healthz is 503; once room is made, /healthz is 200 and callbacks land."""
     writer = writer_of(relay).writer

@@ -7,7 +7,6 @@ an explicit clock: each test drives `Deliverer.run_once(now)` and waits for the 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,33 +18,31 @@ from relay.delivery import RESPONSE_HEAD_BYTES, Deliverer
 from relay.outbox_models import DeliveryStatus
 from relay.settings import Settings
 from relay.sweeper import Sweeper
-from tests.conftest import Clock, LiveRelay, free_port, make_settings, start_relay, wait_for
+from tests.conftest import Clock, Relay, free_port, open_relay, start_relay, wait_for
+from tests.integration.conftest import SettingsWith
 from tests.subscriber import HANG, Reply, subscriber
 
 SIGNING_SECRET = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz"
 
 
-def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+def settings_for(settings_with: SettingsWith, **overrides: Any) -> Settings:
     """Test settings that let subscribers sit on loopback."""
-    return make_settings(tmp_path, allow_private_destinations=True, **overrides)
+    return settings_with(allow_private_destinations=True, **overrides)
 
 
-async def subscribe(relay: LiveRelay, url: str, **fields: Any) -> dict[str, Any]:
+async def subscribe(relay: Relay, url: str, **fields: Any) -> dict[str, Any]:
     response = await relay.client.post("/v1/subscriptions", json={"url": url, **fields})
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
 
 
-async def callback(
-    relay: LiveRelay, job_id: str, status: str = "succeeded", clock: Clock | None = None
-) -> None:
+async def callback(relay: Relay, job_id: str, status: str = "succeeded", clock: Clock | None = None) -> None:
     body = orjson.dumps({"id": job_id, "status": status, "output": [f"https://cdn.example/{job_id}.png"]})
-    kwargs = {} if clock is None else {"timestamp": clock.now}
-    response = await relay.post_callback("demo", body, **kwargs)
+    response = await relay.post_callback("demo", body, timestamp=None if clock is None else clock.now)
     assert response.status_code == 200, response.text
 
 
-async def deliver(relay: LiveRelay, now: float) -> int:
+async def deliver(relay: Relay, now: float) -> int:
     """One deliverer round at `now`, and the attempts it started, to the end."""
     deliverer = relay.services.loop(Deliverer)
     claimed = await deliverer.run_once(now)
@@ -53,15 +50,15 @@ async def deliver(relay: LiveRelay, now: float) -> int:
     return claimed
 
 
-async def deliveries(relay: LiveRelay, **params: str) -> list[dict[str, Any]]:
+async def deliveries(relay: Relay, **params: str) -> list[dict[str, Any]]:
     response = await relay.client.get("/v1/deliveries", params=params)
     assert response.status_code == 200, response.text
     return response.json()["deliveries"]  # type: ignore[no-any-return]
 
 
-async def test_a_delivery_is_the_documented_signed_request(tmp_path: Path) -> None:
+async def test_a_delivery_is_the_documented_signed_request(settings_with: SettingsWith) -> None:
     """POST url, body {id, type, timestamp, data: job}, webhook-id the event id; the oracle verifies it."""
-    async with subscriber() as sub, start_relay(settings_for(tmp_path)) as relay:
+    async with subscriber() as sub, open_relay(settings_for(settings_with)) as relay:
         subscription = await subscribe(relay, sub.url, source="demo")
         await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "j", "metadata": {"p": "fox"}})
         await callback(relay, "j")
@@ -84,14 +81,14 @@ async def test_a_delivery_is_the_documented_signed_request(tmp_path: Path) -> No
         assert attempt["latency_ms"] > 0
 
 
-async def _delivered(relay: LiveRelay, n: int) -> bool:
+async def _delivered(relay: Relay, n: int) -> bool:
     return len(await deliveries(relay, status="delivered")) >= n
 
 
-async def test_per_job_subscribers_and_ones_added_after_the_result(tmp_path: Path) -> None:
+async def test_per_job_subscribers_and_ones_added_after_the_result(settings_with: SettingsWith) -> None:
     """Per-job subscribers are signed with signing_secret; one added after the job ended gets the result."""
-    settings = settings_for(tmp_path, signing_secret=SIGNING_SECRET)
-    async with subscriber() as early, subscriber() as late, start_relay(settings) as relay:
+    settings = settings_for(settings_with, signing_secret=SIGNING_SECRET)
+    async with subscriber() as early, subscriber() as late, open_relay(settings) as relay:
         job = {"source": "demo", "job_id": "j", "subscribers": [early.url]}
         assert (await relay.client.post("/v1/jobs", json=job)).status_code == 201
         await callback(relay, "j", "running")
@@ -107,12 +104,12 @@ async def test_per_job_subscribers_and_ones_added_after_the_result(tmp_path: Pat
         assert len(await deliveries(relay)) == 2
 
 
-async def test_retries_follow_the_schedule_and_keep_the_webhook_id(tmp_path: Path) -> None:
+async def test_retries_follow_the_schedule_and_keep_the_webhook_id(settings_with: SettingsWith) -> None:
     """500, a hang past the timeout, 429 with Retry-After, then 200: each retry when due, same webhook-id."""
     clock = Clock()
-    settings = settings_for(tmp_path, delivery_timeout_s=0.3, retry_jitter=0.0)
+    settings = settings_for(settings_with, delivery_timeout_s=0.3, retry_jitter=0.0)
     script = [Reply(500, b"boom"), HANG, Reply(429, b"slow down", {"retry-after": "120"})]
-    async with subscriber(script) as sub, start_relay(settings, clock, background=False) as relay:
+    async with subscriber(script) as sub, open_relay(settings, clock, background=False) as relay:
         subscription = await subscribe(relay, sub.url)
         await callback(relay, "j", clock=clock)
         assert await deliver(relay, clock.now) == 1  # first attempt: 500
@@ -131,10 +128,11 @@ async def test_retries_follow_the_schedule_and_keep_the_webhook_id(tmp_path: Pat
         assert "no answer within 0.3 s" in listed["attempts"][1]["error"]
 
 
-async def test_410_disables_the_subscription(tmp_path: Path) -> None:
+async def test_410_disables_the_subscription(settings_with: SettingsWith) -> None:
     """410 Gone: the delivery is dead, the subscription disabled, and no later event goes to it."""
     clock = Clock()
-    async with subscriber(then=Reply(410)) as sub, start_relay(settings_for(tmp_path), clock, False) as relay:
+    settings = settings_for(settings_with)
+    async with subscriber(then=Reply(410)) as sub, open_relay(settings, clock, background=False) as relay:
         subscription = await subscribe(relay, sub.url)
         await callback(relay, "j1", clock=clock)
         await deliver(relay, clock.now)
@@ -152,11 +150,11 @@ async def test_410_disables_the_subscription(tmp_path: Path) -> None:
         assert len(sub.received) == 1
 
 
-async def test_fast_connection_refusal_gets_one_quick_retry(tmp_path: Path) -> None:
+async def test_fast_connection_refusal_gets_one_quick_retry(settings_with: SettingsWith) -> None:
     """A refused connection is retried at once, once; the next failure waits for the schedule."""
     clock = Clock()
-    settings = settings_for(tmp_path, retry_jitter=0.0)
-    async with start_relay(settings, clock, background=False) as relay:
+    settings = settings_for(settings_with, retry_jitter=0.0)
+    async with open_relay(settings, clock, background=False) as relay:
         await subscribe(relay, f"http://127.0.0.1:{free_port()}/hook")  # nothing listens there
         await callback(relay, "j", clock=clock)
         assert await deliver(relay, clock.now) == 1
@@ -168,11 +166,11 @@ async def test_fast_connection_refusal_gets_one_quick_retry(tmp_path: Path) -> N
         assert (await deliveries(relay))[0]["attempt_count"] == 3
 
 
-async def test_a_spent_schedule_is_dead_and_can_be_retried(tmp_path: Path) -> None:
+async def test_a_spent_schedule_is_dead_and_can_be_retried(settings_with: SettingsWith) -> None:
     """After the last retry the delivery is dead; POST retry sends it again with the same webhook-id."""
     clock = Clock()
-    settings = settings_for(tmp_path, retry_schedule_s=[1, 2], retry_jitter=0.0)
-    async with subscriber(then=Reply(500)) as sub, start_relay(settings, clock, background=False) as relay:
+    settings = settings_for(settings_with, retry_schedule_s=[1, 2], retry_jitter=0.0)
+    async with subscriber(then=Reply(500)) as sub, open_relay(settings, clock, background=False) as relay:
         await subscribe(relay, sub.url)
         await callback(relay, "j", clock=clock)
         for step in (0, 1.1, 2.1):
@@ -187,11 +185,13 @@ async def test_a_spent_schedule_is_dead_and_can_be_retried(tmp_path: Path) -> No
         assert len(sub.received) == 4 and len(set(sub.ids())) == 1
 
 
-async def test_a_late_result_is_delivered_after_the_time_out_across_retries(tmp_path: Path) -> None:
+async def test_a_late_result_is_delivered_after_the_time_out_across_retries(
+    settings_with: SettingsWith,
+) -> None:
     """job.timed_out fails once; the late job.succeeded waits for it, then follows it."""
     clock = Clock()
-    settings = settings_for(tmp_path, retry_jitter=0.0)
-    async with subscriber([Reply(500)]) as sub, start_relay(settings, clock, background=False) as relay:
+    settings = settings_for(settings_with, retry_jitter=0.0)
+    async with subscriber([Reply(500)]) as sub, open_relay(settings, clock, background=False) as relay:
         await subscribe(relay, sub.url)
         await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "j", "timeout_s": 10})
         await relay.services.loop(Sweeper).run_once(clock.advance(11))
@@ -205,10 +205,12 @@ async def test_a_late_result_is_delivered_after_the_time_out_across_retries(tmp_
         assert orjson.loads(sub.received[-1].body)["data"]["late"] is True
 
 
-async def test_a_black_hole_does_not_delay_a_healthy_subscriber(tmp_path: Path) -> None:
+async def test_a_black_hole_does_not_delay_a_healthy_subscriber(settings_with: SettingsWith) -> None:
     """With one endpoint that never answers, a healthy one still gets every result at once."""
-    settings = settings_for(tmp_path, delivery_timeout_s=5.0, delivery_concurrency=4, endpoint_concurrency=2)
-    async with start_relay(settings) as relay, subscriber(then=HANG) as hole, subscriber() as healthy:
+    settings = settings_for(
+        settings_with, delivery_timeout_s=5.0, delivery_concurrency=4, endpoint_concurrency=2
+    )
+    async with open_relay(settings) as relay, subscriber(then=HANG) as hole, subscriber() as healthy:
         await subscribe(relay, hole.url)
         await subscribe(relay, healthy.url)
         for i in range(20):
@@ -218,16 +220,18 @@ async def test_a_black_hole_does_not_delay_a_healthy_subscriber(tmp_path: Path) 
         assert len(hole.received) == 2  # it holds its two slots and no more
 
 
-async def test_the_circuit_breaker_pauses_a_failing_endpoint_and_probes_it(tmp_path: Path) -> None:
+async def test_the_circuit_breaker_pauses_a_failing_endpoint_and_probes_it(
+    settings_with: SettingsWith,
+) -> None:
     """After circuit_failures in a row the endpoint is paused; one probe later; success resumes it."""
     clock = Clock()
     settings = settings_for(
-        tmp_path, circuit_failures=3, circuit_open_s=60.0, retry_schedule_s=[1.0] * 10, retry_jitter=0.0
+        settings_with, circuit_failures=3, circuit_open_s=60.0, retry_schedule_s=[1.0] * 10, retry_jitter=0.0
     )
     async with (
         subscriber(then=Reply(503)) as failing,
         subscriber() as healthy,
-        start_relay(settings, clock, background=False) as relay,
+        open_relay(settings, clock, background=False) as relay,
     ):
         await subscribe(relay, failing.url)
         await subscribe(relay, healthy.url)
@@ -250,12 +254,12 @@ async def test_the_circuit_breaker_pauses_a_failing_endpoint_and_probes_it(tmp_p
         assert not deliverer.breakers.is_open(endpoint, clock.now)
 
 
-async def test_slow_and_long_answers(tmp_path: Path) -> None:
+async def test_slow_and_long_answers(settings_with: SettingsWith) -> None:
     """A 2xx whose body dribbles past the timeout counts; only the first bytes of an answer are kept."""
     clock = Clock()
-    settings = settings_for(tmp_path, delivery_timeout_s=0.3)
+    settings = settings_for(settings_with, delivery_timeout_s=0.3)
     script = [Reply(200, b"x" * 100, body_delay=2.0), Reply(200, b"y" * 5000)]
-    async with subscriber(script) as sub, start_relay(settings, clock, background=False) as relay:
+    async with subscriber(script) as sub, open_relay(settings, clock, background=False) as relay:
         await subscribe(relay, sub.url)
         await callback(relay, "slow", clock=clock)
         await callback(relay, "long", clock=clock)
@@ -268,11 +272,11 @@ async def test_slow_and_long_answers(tmp_path: Path) -> None:
         assert len(sub.received) == 2
 
 
-async def test_the_dial_time_guard_refuses_a_private_address(tmp_path: Path) -> None:
+async def test_the_dial_time_guard_refuses_a_private_address(settings_with: SettingsWith) -> None:
     """A subscriber that reaches the store with a loopback URL (e.g. DNS rebinding) is still not called."""
     clock = Clock()
-    settings = make_settings(tmp_path)  # allow_private_destinations = false
-    async with subscriber() as sub, start_relay(settings, clock, background=False) as relay:
+    settings = settings_with()  # allow_private_destinations = false
+    async with subscriber() as sub, open_relay(settings, clock, background=False) as relay:
         await relay.services.store.create_subscription(sub.url, None, None, SIGNING_SECRET, clock.now)
         await callback(relay, "j", clock=clock)
         assert await deliver(relay, clock.now) == 1
@@ -282,9 +286,9 @@ async def test_the_dial_time_guard_refuses_a_private_address(tmp_path: Path) -> 
         assert sub.connections == 0
 
 
-async def test_deliveries_api_filters_pages_and_refuses_bad_input(tmp_path: Path) -> None:
+async def test_deliveries_api_filters_pages_and_refuses_bad_input(settings_with: SettingsWith) -> None:
     """Status/job filters, cursor pages, one delivery by id, 404s and 400s."""
-    async with subscriber() as sub, start_relay(settings_for(tmp_path)) as relay:
+    async with subscriber() as sub, open_relay(settings_for(settings_with)) as relay:
         await subscribe(relay, sub.url)
         for i in range(3):
             await callback(relay, f"j{i}")
@@ -304,9 +308,9 @@ async def test_deliveries_api_filters_pages_and_refuses_bad_input(tmp_path: Path
         assert {DeliveryStatus(d["status"]) for d in await deliveries(relay)} == {DeliveryStatus.DELIVERED}
 
 
-async def test_cli_lists_and_retries_deliveries(tmp_path: Path) -> None:
+async def test_cli_lists_and_retries_deliveries(settings_with: SettingsWith) -> None:
     """`relay deliveries list` and `relay deliveries retry ID` ask the running relay."""
-    async with subscriber() as sub, start_relay(settings_for(tmp_path)) as relay:
+    async with subscriber() as sub, start_relay(settings_for(settings_with)) as relay:
         await subscribe(relay, sub.url)
         await callback(relay, "j")
         await wait_for(lambda: _delivered(relay, 1))
@@ -327,9 +331,9 @@ async def test_cli_lists_and_retries_deliveries(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("events", [None, ["job.running", "job.succeeded"]])
-async def test_running_events_only_when_named(tmp_path: Path, events: list[str] | None) -> None:
+async def test_running_events_only_when_named(settings_with: SettingsWith, events: list[str] | None) -> None:
     """job.running reaches only subscriptions that name it."""
-    async with subscriber() as sub, start_relay(settings_for(tmp_path)) as relay:
+    async with subscriber() as sub, open_relay(settings_for(settings_with)) as relay:
         await subscribe(relay, sub.url, **({} if events is None else {"events": events}))
         await callback(relay, "j", "running")
         await callback(relay, "j", "succeeded")

@@ -1,19 +1,21 @@
 """Property-based fuzzing of every write (and the list and read parameters) against a real relay over HTTP.
 
-Invariants: never a 5xx; a refusal stores nothing; whatever is accepted reads back, as the same job, through
-get, wait, list, events and history. The relay runs in a thread of its own (uvicorn on a loopback port), so
-hypothesis drives it with a plain blocking client.
+Invariants: never a 5xx; a refusal stores nothing (what the API lists is unchanged); whatever is accepted
+reads back, as the same job, through get, wait, list, events and history. The relay runs in a thread of its
+own (uvicorn on a loopback port), so hypothesis drives it with a plain blocking client; one relay per backend
+serves a whole module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +33,7 @@ from relay.server import RelayServer
 from relay.settings import Settings
 from tests.conftest import API_KEY, DEMO_SECRET, free_port, make_settings, signed_headers
 from tests.integration.test_hostile_input import nested, path_of
+from tests.postgres import scratch_database_blocking
 
 FUZZ = settings(
     max_examples=120,
@@ -88,20 +91,38 @@ class ThreadedRelay:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
-    def counts(self) -> tuple[int, int, int]:
-        """Jobs, history entries and subscriptions, read from the database file itself."""
-        with sqlite3.connect(self.settings.database.removeprefix("sqlite:///")) as conn:
-            return tuple(  # type: ignore[return-value]
-                conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("jobs", "callbacks", "subscriptions")
-            )
+    def stored(self) -> tuple[list[Any], list[Any]]:
+        """Every job (each with its history count) and every subscription, as the API lists them."""
+        jobs: list[Any] = []
+        cursor: dict[str, str] = {}
+        while True:
+            page = self.client.get("/v1/jobs", params={"limit": 500, **cursor}).json()
+            jobs += page["jobs"]
+            if page["next_cursor"] is None:
+                break
+            cursor = {"cursor": page["next_cursor"]}
+        return jobs, self.client.get("/v1/subscriptions").json()["subscriptions"]
+
+
+@contextmanager
+def module_database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new database of `backend` for a whole module: a file in tmp_path, or a copy of the template."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'relay.db'}"
+        return
+    with scratch_database_blocking(request.getfixturevalue("postgres_template")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedRelay]:
-    # Waits are capped short, so a fuzzed `?wait=` on a job that never finishes costs milliseconds.
-    with ThreadedRelay(make_settings(tmp_path_factory.mktemp("fuzz"), max_wait_s=0.05)) as live:
-        yield live
+def relay(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ThreadedRelay]:
+    tmp_path = tmp_path_factory.mktemp("fuzz")
+    with module_database(backend, tmp_path, request) as database:
+        # Waits are capped short, so a fuzzed `?wait=` on a job that never finishes costs milliseconds.
+        with ThreadedRelay(make_settings(tmp_path, database=database, max_wait_s=0.05)) as live:
+            yield live
 
 
 def assert_no_server_error(response: httpx.Response) -> None:
@@ -214,13 +235,13 @@ def test_fuzzed_callbacks(
         body += b" "
     elif tamper is None:
         headers.pop("webhook-signature")
-    before = relay.counts()
+    before = relay.stored()
     response = relay.client.post("/hooks/demo", content=body, headers=headers)
     assert_no_server_error(response)
     if response.status_code == 200:
         assert_reads_back(relay, response.json()["job_id"])
     else:
-        assert relay.counts() == before
+        assert relay.stored() == before
 
 
 @FUZZ
@@ -235,12 +256,12 @@ def test_fuzzed_callbacks(
 )
 def test_fuzzed_raw_callbacks(relay: ThreadedRelay, body: bytes, headers: dict[str, str]) -> None:
     """Arbitrary bytes and header values on the hook: refused without a 5xx, nothing stored."""
-    before = relay.counts()
+    before = relay.stored()
     headers.pop("content-length", None)  # a wrong length is the HTTP client's refusal, not the relay's
     headers = {name: value.strip() for name, value in headers.items()}  # nor may a value start with a space
     response = relay.client.post("/hooks/demo", content=body, headers=headers)
     assert_no_server_error(response)
-    assert response.status_code != 200 and relay.counts() == before
+    assert response.status_code != 200 and relay.stored() == before
 
 
 @FUZZ
@@ -270,7 +291,7 @@ def test_fuzzed_registrations(
             doc[key] = value
     if unknown:
         doc[unknown] = 1
-    before = relay.counts()
+    before = relay.stored()
     response = relay.client.post("/v1/jobs", content=orjson.dumps(doc))
     assert_no_server_error(response)
     if response.status_code in (200, 201):
@@ -280,7 +301,7 @@ def test_fuzzed_registrations(
             assert job["job_id"] == doc["job_id"] or not isinstance(doc["job_id"], str), (job, doc)
             assert_reads_back(relay, job["job_id"])
     else:
-        assert relay.counts() == before
+        assert relay.stored() == before
 
 
 @FUZZ
@@ -296,7 +317,7 @@ def test_fuzzed_subscriptions(relay: ThreadedRelay, url: Any, source: Any, event
         **({} if source is None else {"source": source}),
         **({} if events is None else {"events": events}),
     }
-    before = relay.counts()
+    before = relay.stored()
     response = relay.client.post("/v1/subscriptions", content=orjson.dumps(doc))
     assert_no_server_error(response)
     if response.status_code == 201:
@@ -304,7 +325,7 @@ def test_fuzzed_subscriptions(relay: ThreadedRelay, url: Any, source: Any, event
         assert relay.client.get(f"/v1/subscriptions/{sub['id']}").json()["url"] == url
         assert relay.client.delete(f"/v1/subscriptions/{sub['id']}").status_code == 204
     else:
-        assert response.status_code == 400 and relay.counts() == before
+        assert response.status_code == 400 and relay.stored() == before
 
 
 query_text = st.text(max_size=25) | st.integers(min_value=-(10**25), max_value=10**25).map(str)

@@ -1,10 +1,9 @@
-"""Inbound callbacks over real HTTP: verification, dedupe, bad input, limits."""
+"""Inbound callbacks: verification, dedupe, bad input, limits (the ones a socket shows over real HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -13,22 +12,24 @@ from tests.conftest import (
     DEMO_SECRET,
     REPLICATE_SECRET,
     LiveRelay,
-    make_settings,
+    Relay,
+    open_relay,
     signed_headers,
     start_relay,
     wait_for,
 )
+from tests.integration.conftest import SettingsWith
 
 
 def body(job_id: str = "j1", status: str = "succeeded", **extra: object) -> bytes:
     return orjson.dumps({"id": job_id, "status": status, **extra})
 
 
-async def stored_callbacks(relay: LiveRelay, job_id: str) -> int:
+async def stored_callbacks(relay: Relay, job_id: str) -> int:
     return len(await relay.services.store.list_callbacks("demo", job_id))
 
 
-async def test_accepted_callback_is_stored_and_answered(relay: LiveRelay) -> None:
+async def test_accepted_callback_is_stored_and_answered(relay: Relay) -> None:
     """A signed final callback is answered 200 and the job holds its result."""
     response = await relay.post_callback("demo", body(output=["a.png"]))
     assert response.status_code == 200
@@ -37,7 +38,7 @@ async def test_accepted_callback_is_stored_and_answered(relay: LiveRelay) -> Non
     assert job["status"] == "succeeded" and job["result"]["output"] == ["a.png"] and job["callbacks"] == 1
 
 
-async def test_redelivery_is_answered_duplicate(relay: LiveRelay) -> None:
+async def test_redelivery_is_answered_duplicate(relay: Relay) -> None:
     """The same webhook-id again is 200 duplicate: true, and nothing new is stored."""
     payload = body()
     first = await relay.post_callback("demo", payload, msg_id="msg_same")
@@ -46,7 +47,7 @@ async def test_redelivery_is_answered_duplicate(relay: LiveRelay) -> None:
     assert await stored_callbacks(relay, "j1") == 1
 
 
-async def test_second_final_callback_is_duplicate_but_kept(relay: LiveRelay) -> None:
+async def test_second_final_callback_is_duplicate_but_kept(relay: Relay) -> None:
     """Another final status with a new delivery ID is duplicate: true and only joins the history."""
     await relay.post_callback("demo", body(status="succeeded", output=1))
     second = await relay.post_callback("demo", body(status="failed", error="late"))
@@ -56,7 +57,7 @@ async def test_second_final_callback_is_duplicate_but_kept(relay: LiveRelay) -> 
     assert await stored_callbacks(relay, "j1") == 2
 
 
-async def test_duplicate_storm_makes_one_transition(relay: LiveRelay) -> None:
+async def test_duplicate_storm_makes_one_transition(relay: Relay) -> None:
     """64 concurrent copies of one final callback over HTTP: one accepted, 63 duplicates."""
     payload = body(output="x")
     headers = signed_headers(DEMO_SECRET, payload, msg_id="msg_storm")
@@ -78,9 +79,7 @@ async def test_duplicate_storm_makes_one_transition(relay: LiveRelay) -> None:
         (lambda h: h.update({"webhook-timestamp": "12.5"}), "bad_timestamp"),
     ],
 )
-async def test_bad_signatures_are_refused_and_nothing_stored(
-    relay: LiveRelay, mutate: object, code: str
-) -> None:
+async def test_bad_signatures_are_refused_and_nothing_stored(relay: Relay, mutate: object, code: str) -> None:
     """Missing or wrong signature headers: 401 with the check that failed, nothing stored."""
     payload = body()
     headers = signed_headers(DEMO_SECRET, payload)
@@ -91,7 +90,7 @@ async def test_bad_signatures_are_refused_and_nothing_stored(
     assert await relay.services.store.get_job("demo", "j1") is None
 
 
-async def test_signature_from_another_secret_is_refused(relay: LiveRelay) -> None:
+async def test_signature_from_another_secret_is_refused(relay: Relay) -> None:
     """A callback signed with another source's secret is 401."""
     response = await relay.post_callback("demo", body(), secret=REPLICATE_SECRET)
     assert response.status_code == 401 and response.json()["error"]["code"] == "bad_signature"
@@ -100,7 +99,7 @@ async def test_signature_from_another_secret_is_refused(relay: LiveRelay) -> Non
 # Beyond 300 s by a margin: the header holds whole seconds (truncated) and the relay reads its clock a little
 # later than the test did, so +301 could land at 300.4 s. tests/unit/test_signing.py tests the exact edge.
 @pytest.mark.parametrize("skew", [-305, 305])
-async def test_timestamp_outside_tolerance_is_refused(relay: LiveRelay, skew: int) -> None:
+async def test_timestamp_outside_tolerance_is_refused(relay: Relay, skew: int) -> None:
     """Signed too long ago or too far ahead: 401 stale_timestamp, nothing stored."""
     response = await relay.post_callback("demo", body(), timestamp=time.time() + skew)
     assert response.status_code == 401 and response.json()["error"]["code"] == "stale_timestamp"
@@ -118,7 +117,7 @@ async def test_timestamp_outside_tolerance_is_refused(relay: LiveRelay, skew: in
         (b'{"id": "j1", "status": "exploded"}', "unknown_status"),
     ],
 )
-async def test_bad_bodies_are_400_and_nothing_stored(relay: LiveRelay, payload: bytes, code: str) -> None:
+async def test_bad_bodies_are_400_and_nothing_stored(relay: Relay, payload: bytes, code: str) -> None:
     """Correctly signed but unusable bodies: 400 naming the problem, nothing stored."""
     response = await relay.post_callback("demo", payload)
     assert response.status_code == 400
@@ -126,23 +125,23 @@ async def test_bad_bodies_are_400_and_nothing_stored(relay: LiveRelay, payload: 
     assert await relay.services.store.count_jobs_by_status() == {}
 
 
-async def test_unknown_source_is_404(relay: LiveRelay) -> None:
+async def test_unknown_source_is_404(relay: Relay) -> None:
     """A source that is not configured: 404 unknown_source."""
     response = await relay.post_callback("nope", body())
     assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_source"
 
 
-async def test_oversized_body_with_length_is_413(tmp_path: Path) -> None:
+async def test_oversized_body_with_length_is_413(settings_with: SettingsWith) -> None:
     """A declared body over max_body_bytes is refused with 413 and nothing stored."""
-    async with start_relay(make_settings(tmp_path, max_body_bytes=1024)) as relay:
+    async with open_relay(settings_with(max_body_bytes=1024)) as relay:
         response = await relay.post_callback("demo", body(pad="x" * 2000))
         assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
         assert await relay.services.store.get_job("demo", "j1") is None
 
 
-async def test_oversized_chunked_body_is_refused_while_streaming(tmp_path: Path) -> None:
+async def test_oversized_chunked_body_is_refused_while_streaming(settings_with: SettingsWith) -> None:
     """A chunked body is refused as soon as it passes the limit, before the sender has finished it."""
-    async with start_relay(make_settings(tmp_path, max_body_bytes=4096)) as relay:
+    async with start_relay(settings_with(max_body_bytes=4096)) as relay:
         port = int(relay.base_url.rsplit(":", 1)[1])
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         head = signed_headers(DEMO_SECRET, b"{}")
@@ -164,8 +163,9 @@ async def test_oversized_chunked_body_is_refused_while_streaming(tmp_path: Path)
         assert await relay.services.store.count_jobs_by_status() == {}
 
 
-async def test_sender_hanging_up_mid_body_stores_nothing(relay: LiveRelay) -> None:
+async def test_sender_hanging_up_mid_body_stores_nothing(live_relay: LiveRelay) -> None:
     """A sender that closes its connection before the declared body is complete is counted, not stored."""
+    relay = live_relay
     port = int(relay.base_url.rsplit(":", 1)[1])
     payload = body()
     head = signed_headers(DEMO_SECRET, payload)
@@ -187,7 +187,7 @@ async def test_sender_hanging_up_mid_body_stores_nothing(relay: LiveRelay) -> No
     assert (await relay.post_callback("demo", payload)).status_code == 200  # and the relay goes on
 
 
-async def test_only_post_reaches_the_hook(relay: LiveRelay) -> None:
+async def test_only_post_reaches_the_hook(relay: Relay) -> None:
     """Another method on a hook URL is 405, in the API's error shape, naming POST, and stores nothing."""
     response = await relay.client.get("/hooks/demo")
     assert response.status_code == 405 and response.headers["allow"] == "POST"
@@ -195,13 +195,13 @@ async def test_only_post_reaches_the_hook(relay: LiveRelay) -> None:
     assert await relay.services.store.count_jobs_by_status() == {}
 
 
-async def test_an_unknown_path_is_404_in_the_error_shape(relay: LiveRelay) -> None:
+async def test_an_unknown_path_is_404_in_the_error_shape(relay: Relay) -> None:
     """A path relay does not serve answers the API's error body too."""
     response = await relay.client.post("/hooks")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
-async def test_replicate_statuses_map_to_relay_statuses(relay: LiveRelay) -> None:
+async def test_replicate_statuses_map_to_relay_statuses(relay: Relay) -> None:
     """Replicate's lifecycle: starting/processing are running, aborted is canceled."""
     for job_id, status, expected in [
         ("p1", "starting", "running"),
@@ -218,7 +218,7 @@ async def test_replicate_statuses_map_to_relay_statuses(relay: LiveRelay) -> Non
         assert job["status"] == expected
 
 
-async def test_metrics_count_outcomes(relay: LiveRelay) -> None:
+async def test_metrics_count_outcomes(relay: Relay) -> None:
     """/metrics counts accepted, duplicate and rejected callbacks by source and reason."""
     await relay.post_callback("demo", body(), msg_id="m1")
     await relay.post_callback("demo", body(), msg_id="m1")
@@ -231,10 +231,10 @@ async def test_metrics_count_outcomes(relay: LiveRelay) -> None:
     assert "relay_ingest_seconds_count 2.0" in text
 
 
-async def test_provider_warnings_are_exported(tmp_path: Path) -> None:
+async def test_provider_warnings_are_exported(settings_with: SettingsWith) -> None:
     """A callback taken but not understood (an unknown OpenAI event type) shows in /metrics by reason."""
     sources = {"openai": {"kind": "openai", "secret": DEMO_SECRET}}
-    async with start_relay(make_settings(tmp_path, sources=sources)) as relay:
+    async with open_relay(settings_with(sources=sources)) as relay:
         payload = orjson.dumps({"id": "evt_1", "type": "image.generated", "data": {"id": "img_1"}})
         response = await relay.post_callback("openai", payload)
         assert response.status_code == 200 and response.json()["job_id"] == "img_1"

@@ -1,4 +1,4 @@
-"""Hostile values over real HTTP: refused with a 400 before anything is stored, or stored and readable by
+"""Hostile values through the API: refused with a 400 before anything is stored, or stored and readable by
 every read path. Values already in the database from before these checks must not break a read either."""
 
 from __future__ import annotations
@@ -7,18 +7,19 @@ import asyncio
 import logging
 import sqlite3
 import time
+from contextlib import closing
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import asyncpg
 import orjson
 import pytest
 from click.testing import CliRunner
 
 from relay.cli import main as cli
-from tests.conftest import LiveRelay, make_settings, start_relay, wait_for
+from tests.conftest import LiveRelay, Relay, start_relay, wait_for
+from tests.integration.conftest import SettingsWith
 from tests.integration.test_events_stream import read_messages
 from tests.subscriber import subscriber
 
@@ -37,16 +38,18 @@ def path_of(job_id: str) -> str:
     return "/v1/jobs/demo/" + quote(job_id, safe="").replace(".", "%2E")
 
 
-async def counts(relay: LiveRelay) -> tuple[int, int]:
-    """Jobs and history entries in the database, read from the file itself."""
-    path = relay.settings.database.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
-        entries = conn.execute("SELECT count(*) FROM callbacks").fetchone()[0]
-    return jobs, entries
+async def assert_nothing_stored(relay: Relay) -> None:
+    """The API shows no job (so no history either: an entry belongs to its job), subscription or delivery."""
+    for path, key in (
+        ("/v1/jobs", "jobs"),
+        ("/v1/subscriptions", "subscriptions"),
+        ("/v1/deliveries", "deliveries"),
+    ):
+        listed = await relay.client.get(path)
+        assert listed.status_code == 200 and listed.json()[key] == [], (path, listed.text)
 
 
-async def read_every_way(relay: LiveRelay, job_id: str) -> dict[str, Any]:
+async def read_every_way(relay: Relay, job_id: str) -> dict[str, Any]:
     """The job through get, wait, list, events and history; each must answer it, and the same job."""
     got = await relay.client.get(path_of(job_id))
     assert got.status_code == 200, got.text
@@ -68,15 +71,15 @@ async def read_every_way(relay: LiveRelay, job_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("timeout_s", [1e308, 3e11, 2.0**70, 10**30, 0, -5, 366 * 86_400 + 1])
-async def test_absurd_timeouts_are_400_and_store_nothing(relay: LiveRelay, timeout_s: float) -> None:
+async def test_absurd_timeouts_are_400_and_store_nothing(relay: Relay, timeout_s: float) -> None:
     """A timeout no deadline can hold is refused before anything is stored."""
     body = b'{"source": "demo", "job_id": "j", "timeout_s": %s}' % str(timeout_s).encode()
     response = await relay.client.post("/v1/jobs", content=body)
     assert response.status_code == 400 and response.json()["error"]["code"] == "bad_field"
-    assert await counts(relay) == (0, 0)
+    await assert_nothing_stored(relay)
 
 
-async def test_the_longest_timeout_is_taken_and_reads_back(relay: LiveRelay) -> None:
+async def test_the_longest_timeout_is_taken_and_reads_back(relay: Relay) -> None:
     """A timeout at the bound is stored, and its deadline reads back through every path."""
     before = time.time()
     response = await relay.client.post(
@@ -89,16 +92,16 @@ async def test_the_longest_timeout_is_taken_and_reads_back(relay: LiveRelay) -> 
 
 
 @pytest.mark.parametrize("depth", [65, 200, 253, 1100])
-async def test_deep_callbacks_are_400_and_store_nothing(relay: LiveRelay, depth: int) -> None:
+async def test_deep_callbacks_are_400_and_store_nothing(relay: Relay, depth: int) -> None:
     """A callback nested past the bound is a 400 `too_deep` (not a 500 its provider retries forever)."""
     inner = depth - 1  # the body's own object is the first level
     payload = b'{"id": "deep", "status": "succeeded", "output": ' + b"[" * inner + b"]" * inner + b"}"
     response = await relay.post_callback("demo", payload)
     assert response.status_code == 400 and response.json()["error"]["code"] == "too_deep"
-    assert await counts(relay) == (0, 0)
+    await assert_nothing_stored(relay)
 
 
-async def test_a_callback_at_the_depth_bound_reads_back_every_way(relay: LiveRelay) -> None:
+async def test_a_callback_at_the_depth_bound_reads_back_every_way(relay: Relay) -> None:
     """A callback exactly at the bound is stored, and the job, its stream and its history all encode."""
     response = await relay.post_callback(
         "demo", orjson.dumps({"id": "deep", "status": "succeeded", "output": nested(63)})
@@ -107,27 +110,37 @@ async def test_a_callback_at_the_depth_bound_reads_back_every_way(relay: LiveRel
     assert (await read_every_way(relay, "deep"))["result"]["output"] == nested(63)
 
 
-async def test_deep_metadata_is_400(relay: LiveRelay) -> None:
+async def test_an_error_text_holding_nul_is_taken_and_reads_back(relay: Relay) -> None:
+    """A failed callback whose error message holds NUL is stored (not a 500 its provider retries forever)
+    and reads back the same through the job, the list and its event, on either backend: with U+FFFD, the
+    replacement character, in the NUL's place (PostgreSQL's text holds no NUL)."""
+    sent = "CUDA \x00 error"
+    body = orjson.dumps({"id": "nul", "status": "failed", "error": sent, "output": "kept"})
+    response = await relay.post_callback("demo", body)
+    assert response.status_code == 200, response.text
+    error = sent.replace("\x00", "\ufffd")
+    job = await read_every_way(relay, "nul")
+    assert (job["status"], job["error"], job["result"]["output"]) == ("failed", error, "kept")
+    (listed,) = (await relay.client.get("/v1/jobs")).json()["jobs"]
+    async with relay.client.stream("GET", path_of("nul") + "/events") as stream:
+        (message,) = await read_messages(stream)
+    assert listed["error"] == orjson.loads(message["data"])["data"]["error"] == error
+
+
+async def test_deep_metadata_is_400(relay: Relay) -> None:
     """A registration whose metadata nests past the bound stores nothing."""
     response = await relay.client.post(
         "/v1/jobs", json={"source": "demo", "job_id": "j", "metadata": nested(70)}
     )
     assert response.status_code == 400 and response.json()["error"]["code"] == "too_deep"
-    assert await counts(relay) == (0, 0)
+    await assert_nothing_stored(relay)
 
 
-async def test_values_stored_before_the_checks_still_read(relay: LiveRelay) -> None:
+async def test_values_stored_before_the_checks_still_read(relay: Relay) -> None:
     """A job stored with a deadline of 1e308 and a 252-deep result (as older relays took them) reads back
     through every path, and a later callback for it is still taken."""
     await relay.post_callback("demo", orjson.dumps({"id": "old", "status": "running"}))
-    deep = orjson.dumps(nested(252))
-    path = relay.settings.database.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE jobs SET deadline = 1e308, result = ? WHERE job_id = 'old'", (deep,))
-        conn.execute(
-            "UPDATE callbacks SET data = ? WHERE data IS NOT NULL",
-            (orjson.dumps({"job_id": "old", "r": nested(252)}),),
-        )
+    await store_as_older_relays_did(relay.settings.database)
     job = await read_every_way(relay, "old")
     assert job["deadline"] is None and job["result"] == nested(252)
     response = await relay.post_callback(
@@ -135,6 +148,25 @@ async def test_values_stored_before_the_checks_still_read(relay: LiveRelay) -> N
     )
     assert response.status_code == 200 and not response.json()["duplicate"]
     assert (await read_every_way(relay, "old"))["status"] == "succeeded"
+
+
+async def store_as_older_relays_did(database: str) -> None:
+    """Write job `old`'s deadline and deep values into the database directly, past today's checks."""
+    result = orjson.dumps(nested(252))
+    event = orjson.dumps({"job_id": "old", "r": nested(252)})
+    if database.startswith("sqlite:"):
+        with closing(sqlite3.connect(database.removeprefix("sqlite:///"))) as db, db:
+            job = db.execute("UPDATE jobs SET deadline = 1e308, result = ? WHERE job_id = 'old'", (result,))
+            events = db.execute("UPDATE callbacks SET data = ? WHERE data IS NOT NULL", (event,))
+            assert (job.rowcount, events.rowcount) == (1, 1)
+        return
+    conn = await asyncpg.connect(database)
+    try:
+        job = await conn.execute("UPDATE jobs SET deadline = 1e308, result = $1 WHERE job_id = 'old'", result)
+        events = await conn.execute("UPDATE callbacks SET data = $1 WHERE data IS NOT NULL", event)
+        assert (job, events) == ("UPDATE 1", "UPDATE 1")
+    finally:
+        await conn.close()
 
 
 ODD_JOB_IDS = [
@@ -155,7 +187,7 @@ ODD_JOB_IDS = [
 
 
 @pytest.mark.parametrize("job_id", ODD_JOB_IDS)
-async def test_any_stored_job_id_reads_back(relay: LiveRelay, job_id: str) -> None:
+async def test_any_stored_job_id_reads_back(relay: Relay, job_id: str) -> None:
     """IDs with `/`, `%`, dots, spaces, unicode and control characters, made by a registration and by a
     callback, read back through get, wait, list, events and history (percent-encoded in the path)."""
     registered = await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": job_id})
@@ -165,30 +197,30 @@ async def test_any_stored_job_id_reads_back(relay: LiveRelay, job_id: str) -> No
     assert response.status_code == 200 and response.json()["job_id"] == job_id
     assert (await read_every_way(relay, job_id))["status"] == "succeeded"
     ticket = registered.json()["ticket"]
-    async with httpx.AsyncClient(base_url=relay.base_url) as browser:  # no API key: the ticket alone
+    async with relay.anonymous() as browser:  # no API key: the ticket alone
         by_ticket = await browser.get(path_of(job_id), params={"ticket": ticket})
     assert by_ticket.status_code == 200 and by_ticket.json()["job_id"] == job_id
 
 
 @pytest.mark.parametrize("url", ["/v1/jobs/demo/a%00b", "/v1/jobs/demo/a%00b/events", "/v1/jobs?source=%00"])
-async def test_a_nul_in_a_url_is_400(relay: LiveRelay, url: str) -> None:
+async def test_a_nul_in_a_url_is_400(relay: Relay, url: str) -> None:
     """A percent-encoded NUL in a path or a query is a 400 `bad_url`: no backend stores one (PostgreSQL's text
     cannot), so there is nothing it could name."""
     response = await relay.client.get(url)
     assert response.status_code == 400 and response.json()["error"]["code"] == "bad_url"
 
 
-async def test_a_path_that_is_not_utf8_is_404(relay: LiveRelay) -> None:
+async def test_a_path_that_is_not_utf8_is_404(relay: Relay) -> None:
     """Percent-escapes that decode to no text name no job: a 404 in the error shape, not a 500."""
     response = await relay.client.get("/v1/jobs/demo/%FF%FE")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
-async def test_cli_escapes_control_characters_in_job_ids(tmp_path: Path) -> None:
+async def test_cli_escapes_control_characters_in_job_ids(settings_with: SettingsWith) -> None:
     """`relay deliveries list` writes a job ID's escape sequences and newlines as escapes, one line each."""
     async with (
         subscriber() as sub,
-        start_relay(make_settings(tmp_path, allow_private_destinations=True)) as relay,
+        start_relay(settings_with(allow_private_destinations=True)) as relay,
     ):
         assert (await relay.client.post("/v1/subscriptions", json={"url": sub.url})).status_code == 201
         job_id = "evil\x1b[2J\nforged\tline"
@@ -233,21 +265,21 @@ async def test_cli_escapes_control_characters_in_job_ids(tmp_path: Path) -> None
     ],
 )
 async def test_bad_input_is_400_in_the_error_shape(
-    relay: LiveRelay, method: str, url: str, body: Any, code: str
+    relay: Relay, method: str, url: str, body: Any, code: str
 ) -> None:
     """Each bad value is a 400 with its code (these were 500s), and nothing is stored."""
     response = await relay.client.request(method, url, json=body)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == code
-    assert await counts(relay) == (0, 0)
-    assert (await relay.client.get("/v1/subscriptions")).json()["subscriptions"] == []
+    await assert_nothing_stored(relay)
 
 
 async def test_an_unexpected_error_is_a_json_500_and_logged(
-    relay: LiveRelay, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    live_relay: LiveRelay, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A failure nobody foresaw (here: the store raising) answers 500 in the API's error shape, on the API
-    and on the callback path, and its traceback is logged."""
+    and on the callback path, and its traceback is logged (by the server, as `relay serve` runs it)."""
+    relay = live_relay
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected store failure")

@@ -1,4 +1,4 @@
-"""Jobs over real HTTP: registration, auth and tickets, listing."""
+"""Jobs through the API: registration, auth and tickets, listing."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import LiveRelay
+from tests.conftest import Relay
 
 
-async def register(relay: LiveRelay, **fields: object) -> httpx.Response:
+async def register(relay: Relay, **fields: object) -> httpx.Response:
     return await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "j1", **fields})
 
 
-async def test_register_then_merge(relay: LiveRelay) -> None:
+async def test_register_then_merge(relay: Relay) -> None:
     """201 with a ticket and the webhook URL when new; 200 and merged fields when it existed."""
     first = await register(relay, timeout_s=60, metadata={"user": "u1"})
     assert first.status_code == 201
@@ -26,7 +26,7 @@ async def test_register_then_merge(relay: LiveRelay) -> None:
     assert second.json()["metadata"] == {"user": "u1", "prompt": "cat"}
 
 
-async def test_registration_after_the_callback_keeps_the_result(relay: LiveRelay) -> None:
+async def test_registration_after_the_callback_keeps_the_result(relay: Relay) -> None:
     """A callback may arrive before the registration: the registration merges into the finished job."""
     await relay.post_callback("demo", orjson.dumps({"id": "j1", "status": "succeeded", "output": 7}))
     response = await register(relay, metadata={"late": "registration"})
@@ -46,22 +46,22 @@ async def test_registration_after_the_callback_keeps_the_result(relay: LiveRelay
         ({"colour": "red"}, "bad_field"),
     ],
 )
-async def test_bad_registrations_are_400(relay: LiveRelay, fields: dict[str, object], code: str) -> None:
+async def test_bad_registrations_are_400(relay: Relay, fields: dict[str, object], code: str) -> None:
     """Each bad registration field is a 400 naming the problem, and nothing is stored."""
     response = await register(relay, **fields)
     assert response.status_code == 400 and response.json()["error"]["code"] == code
     assert await relay.services.store.count_jobs_by_status() == {}
 
 
-async def test_registration_body_must_be_json(relay: LiveRelay) -> None:
+async def test_registration_body_must_be_json(relay: Relay) -> None:
     """A registration that is not JSON is 400 malformed_json."""
     response = await relay.client.post("/v1/jobs", content=b"source=demo")
     assert response.status_code == 400 and response.json()["error"]["code"] == "malformed_json"
 
 
-async def test_api_key_is_required(relay: LiveRelay) -> None:
+async def test_api_key_is_required(relay: Relay) -> None:
     """No key, a wrong key or a wrong scheme: 401; nothing is registered."""
-    async with httpx.AsyncClient(base_url=relay.base_url) as anonymous:
+    async with relay.anonymous() as anonymous:
         none = await anonymous.post("/v1/jobs", json={"source": "demo", "job_id": "j1"})
         wrong = await anonymous.get("/v1/jobs", headers={"authorization": "Bearer nope"})
         basic = await anonymous.get("/v1/jobs/demo/j1", headers={"authorization": "Basic abc"})
@@ -71,11 +71,11 @@ async def test_api_key_is_required(relay: LiveRelay) -> None:
     assert await relay.services.store.get_job("demo", "j1") is None
 
 
-async def test_ticket_reads_its_own_job_only(relay: LiveRelay) -> None:
+async def test_ticket_reads_its_own_job_only(relay: Relay) -> None:
     """A ticket reads its job; another job, a list, a tampered ticket or a write are refused."""
     ticket = (await register(relay)).json()["ticket"]
     await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "j2"})
-    async with httpx.AsyncClient(base_url=relay.base_url) as anonymous:
+    async with relay.anonymous() as anonymous:
         own = await anonymous.get("/v1/jobs/demo/j1", params={"ticket": ticket})
         other = await anonymous.get("/v1/jobs/demo/j2", params={"ticket": ticket})
         listing = await anonymous.get("/v1/jobs", params={"ticket": ticket})
@@ -90,13 +90,13 @@ async def test_ticket_reads_its_own_job_only(relay: LiveRelay) -> None:
     assert write.status_code == 403
 
 
-async def test_unknown_job_is_404(relay: LiveRelay) -> None:
+async def test_unknown_job_is_404(relay: Relay) -> None:
     """Reading a job nobody registered or called back is 404 unknown_job."""
     response = await relay.client.get("/v1/jobs/demo/nope")
     assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_job"
 
 
-async def test_list_pages_with_cursor_and_filters(relay: LiveRelay) -> None:
+async def test_list_pages_with_cursor_and_filters(relay: Relay) -> None:
     """GET /v1/jobs pages newest first via next_cursor and filters by source and status."""
     for i in range(5):
         await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": f"j{i}"})
@@ -126,13 +126,13 @@ async def test_list_pages_with_cursor_and_filters(relay: LiveRelay) -> None:
         ({"status": "done"}, "bad_status"),
     ],
 )
-async def test_bad_list_parameters_are_400(relay: LiveRelay, params: dict[str, object], code: str) -> None:
+async def test_bad_list_parameters_are_400(relay: Relay, params: dict[str, str | int], code: str) -> None:
     """Out-of-range limits, foreign cursors and unknown statuses are 400."""
     response = await relay.client.get("/v1/jobs", params=params)
     assert response.status_code == 400 and response.json()["error"]["code"] == code
 
 
-async def test_source_endpoint_gives_the_webhook_url(relay: LiveRelay) -> None:
+async def test_source_endpoint_gives_the_webhook_url(relay: Relay) -> None:
     """GET /v1/sources/NAME answers the kind and the URL to give the provider."""
     response = await relay.client.get("/v1/sources/replicate")
     assert response.json()["kind"] == "replicate"
@@ -140,7 +140,7 @@ async def test_source_endpoint_gives_the_webhook_url(relay: LiveRelay) -> None:
     assert (await relay.client.get("/v1/sources/nope")).status_code == 404
 
 
-async def test_healthz(relay: LiveRelay) -> None:
+async def test_healthz(relay: Relay) -> None:
     """/healthz answers 200 while the database answers."""
     response = await relay.client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}

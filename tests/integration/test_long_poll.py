@@ -1,31 +1,38 @@
-"""Long-poll over real HTTP: woken by the hub at commit, bounded, freed when the client leaves."""
+"""Long-poll: woken by the hub at commit, bounded, freed when the client leaves (over real HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
 import pytest
 
 from relay.errors import ServiceUnavailable
-from tests.conftest import API_KEY, LiveRelay, make_settings, start_relay, wait_for
+from relay.settings import Settings
+from tests.conftest import LiveRelay, Relay, open_relay, wait_for
+from tests.integration.conftest import SettingsWith
 
 
 @pytest.fixture
-async def relay(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A relay whose slow safety poll is far away, so only a hub wake-up can answer a waiter in time."""
-    async with start_relay(make_settings(tmp_path, waiter_poll_s=300.0, max_waiters=50)) as live:
-        yield live
+def settings(settings_with: SettingsWith) -> Settings:
+    """A slow safety poll far away, so only a wake-up can answer a waiter in time; at most 50 waiters."""
+    return settings_with(waiter_poll_s=300.0, max_waiters=50)
 
 
-async def final(relay: LiveRelay, job_id: str, status: str = "succeeded") -> httpx.Response:
+@pytest.fixture
+async def relay(settings: Settings) -> AsyncIterator[Relay]:
+    async with open_relay(settings) as opened:
+        yield opened
+
+
+async def final(relay: Relay, job_id: str, status: str = "succeeded") -> httpx.Response:
     return await relay.post_callback("demo", orjson.dumps({"id": job_id, "status": status, "output": job_id}))
 
 
-async def test_waiter_is_woken_by_the_final_callback(relay: LiveRelay) -> None:
+async def test_waiter_is_woken_by_the_final_callback(relay: Relay) -> None:
     """A registered job's waiter answers with the result as soon as the final callback commits."""
     await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "j1"})
     waiting = asyncio.create_task(relay.client.get("/v1/jobs/demo/j1", params={"wait": 60}))
@@ -38,18 +45,18 @@ async def test_waiter_is_woken_by_the_final_callback(relay: LiveRelay) -> None:
     assert relay.services.hub.count == 0
 
 
-async def test_non_final_callback_keeps_the_waiter_waiting(relay: LiveRelay) -> None:
+async def test_non_final_callback_keeps_the_waiter_waiting(relay: Relay) -> None:
     """A running callback does not answer the waiter; the final one does."""
     waiting = asyncio.create_task(relay.client.get("/v1/jobs/demo/j1", params={"wait": 60}))
     await wait_for(lambda: relay.services.hub.count == 1)
     await relay.post_callback("demo", orjson.dumps({"id": "j1", "status": "processing"}))
-    await wait_for(lambda: relay.services.store.get_job("demo", "j1"))  # committed
+    assert await relay.services.store.get_job("demo", "j1") is not None  # answered once committed
     assert not waiting.done() and relay.services.hub.count == 1
     await final(relay, "j1", "failed")
     assert (await asyncio.wait_for(waiting, 10)).json()["status"] == "failed"
 
 
-async def test_prefer_wait_header_holds_too(relay: LiveRelay) -> None:
+async def test_prefer_wait_header_holds_too(relay: Relay) -> None:
     """`Prefer: wait=S` holds like ?wait=S and says it was applied."""
     waiting = asyncio.create_task(relay.client.get("/v1/jobs/demo/j1", headers={"prefer": "wait=30"}))
     await wait_for(lambda: relay.services.hub.count == 1)
@@ -58,7 +65,7 @@ async def test_prefer_wait_header_holds_too(relay: LiveRelay) -> None:
     assert answer.json()["status"] == "succeeded" and answer.headers["preference-applied"] == "wait=30"
 
 
-async def test_sixteen_waiters_on_one_job_all_wake(relay: LiveRelay) -> None:
+async def test_sixteen_waiters_on_one_job_all_wake(relay: Relay) -> None:
     """Every waiter of a job is answered by one callback."""
     waiting = [
         asyncio.create_task(relay.client.get("/v1/jobs/demo/j1", params={"wait": 60})) for _ in range(16)
@@ -69,14 +76,14 @@ async def test_sixteen_waiters_on_one_job_all_wake(relay: LiveRelay) -> None:
     assert {a.json()["status"] for a in answers} == {"succeeded"}
 
 
-async def test_final_job_answers_at_once(relay: LiveRelay) -> None:
+async def test_final_job_answers_at_once(relay: Relay) -> None:
     """Waiting on a job that is already final answers immediately without holding a waiter."""
     await final(relay, "j1")
     answer = await asyncio.wait_for(relay.client.get("/v1/jobs/demo/j1", params={"wait": 300}), 10)
     assert answer.json()["status"] == "succeeded"
 
 
-async def test_wait_expires_with_the_job_as_it_is(relay: LiveRelay) -> None:
+async def test_wait_expires_with_the_job_as_it_is(relay: Relay) -> None:
     """When the wait is up the job is answered as it is (200), or 404 if still unknown."""
     await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "j1"})
     pending = await relay.client.get("/v1/jobs/demo/j1", params={"wait": 0.2})
@@ -86,9 +93,10 @@ async def test_wait_expires_with_the_job_as_it_is(relay: LiveRelay) -> None:
     assert relay.services.hub.count == 0
 
 
-async def test_client_hangup_frees_the_waiter(relay: LiveRelay) -> None:
+async def test_client_hangup_frees_the_waiter(live_relay: LiveRelay) -> None:
     """A waiter whose client disconnects is released at once, not when its wait ends."""
-    client = httpx.AsyncClient(base_url=relay.base_url, headers={"authorization": f"Bearer {API_KEY}"})
+    relay = live_relay
+    client = httpx.AsyncClient(base_url=relay.base_url, headers=relay.client.headers)
     waiting = asyncio.create_task(client.get("/v1/jobs/demo/j1", params={"wait": 300}))
     await wait_for(lambda: relay.services.hub.count == 1)
     waiting.cancel()
@@ -97,13 +105,13 @@ async def test_client_hangup_frees_the_waiter(relay: LiveRelay) -> None:
 
 
 @pytest.mark.parametrize("wait", ["0", "-1", "301", "soon"])
-async def test_bad_wait_is_400(relay: LiveRelay, wait: str) -> None:
+async def test_bad_wait_is_400(relay: Relay, wait: str) -> None:
     """wait must be in (0, 300]."""
     response = await relay.client.get("/v1/jobs/demo/j1", params={"wait": wait})
     assert response.status_code == 400 and response.json()["error"]["code"] == "bad_wait"
 
 
-async def test_waiters_are_bounded(relay: LiveRelay) -> None:
+async def test_waiters_are_bounded(relay: Relay) -> None:
     """Past max_waiters a long-poll is refused with 503 instead of exhausting the server."""
     waiting = [
         asyncio.create_task(relay.client.get(f"/v1/jobs/demo/j{i}", params={"wait": 60})) for i in range(50)
@@ -118,9 +126,11 @@ async def test_waiters_are_bounded(relay: LiveRelay) -> None:
     assert relay.services.hub.count == 0
 
 
-async def test_lost_wakeup_is_caught_by_the_slow_poll(tmp_path: Path) -> None:
+async def test_lost_wakeup_is_caught_by_the_slow_poll(settings_with: SettingsWith, database: str) -> None:
     """A result committed without a hub notification still reaches the waiter at the next store poll."""
-    async with start_relay(make_settings(tmp_path, waiter_poll_s=0.05)) as relay:
+    # No change feed on PostgreSQL either: its notification would wake the waiter as the hub would.
+    unheard = f"{database}?listen=off" if database.startswith("postgresql:") else database
+    async with open_relay(settings_with(database=unheard, waiter_poll_s=0.05)) as relay:
         waiting = asyncio.create_task(relay.client.get("/v1/jobs/demo/j1", params={"wait": 30}))
         await wait_for(lambda: relay.services.hub.count == 1)
         # Write straight to the store, bypassing ingest and so the hub (as another instance would).
@@ -131,8 +141,9 @@ async def test_lost_wakeup_is_caught_by_the_slow_poll(tmp_path: Path) -> None:
         assert (await asyncio.wait_for(waiting, 10)).json()["status"] == "succeeded"
 
 
-async def test_shutdown_answers_held_waiters_at_once(relay: LiveRelay) -> None:
+async def test_shutdown_answers_held_waiters_at_once(live_relay: LiveRelay) -> None:
     """When shutdown starts, held long-polls and streams answer with the job as it stands."""
+    relay = live_relay
     await relay.client.post("/v1/jobs", json={"source": "demo", "job_id": "j1"})
     polling = asyncio.create_task(relay.client.get("/v1/jobs/demo/j1", params={"wait": 300}))
     async with relay.client.stream("GET", "/v1/jobs/demo/j1/events") as stream:

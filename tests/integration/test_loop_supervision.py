@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from relay.loops import FAILING_ROUNDS
 from relay.sweeper import Sweeper
-from tests.conftest import LiveRelay, make_settings, start_relay, wait_for
+from tests.conftest import Relay, open_relay, wait_for
+from tests.integration.conftest import SettingsWith
 
 
 @pytest.fixture
-async def fast_sweeper_relay(tmp_path: Path) -> AsyncIterator[LiveRelay]:
-    """A live relay whose sweeper runs a round every 20 ms."""
-    async with start_relay(make_settings(tmp_path, sweep_interval_s=0.02)) as live:
-        yield live
+async def fast_sweeper_relay(settings_with: SettingsWith) -> AsyncIterator[Relay]:
+    """A relay whose sweeper runs a round every 20 ms."""
+    async with open_relay(settings_with(sweep_interval_s=0.02)) as opened:
+        yield opened
 
 
-async def loop_failing(relay: LiveRelay) -> httpx.Response | None:
+async def loop_failing(relay: Relay) -> httpx.Response | None:
     """/healthz's answer when it is a 503 loop_failing, else None."""
     answer = await relay.client.get("/healthz")
     if answer.status_code == 503 and answer.json()["error"]["code"] == "loop_failing":
@@ -30,7 +30,7 @@ async def loop_failing(relay: LiveRelay) -> httpx.Response | None:
 
 
 async def test_a_loop_that_dies_outside_its_round_is_restarted_and_reported(
-    fast_sweeper_relay: LiveRelay, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    fast_sweeper_relay: Relay, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A sweeper whose `run` raises outside `run_once` is logged with its traceback and restarted, /healthz
     is 503 loop_failing naming it while it keeps dying, and 200 again after its first clean round."""
@@ -61,7 +61,7 @@ async def test_a_loop_that_dies_outside_its_round_is_restarted_and_reported(
 
 
 async def test_a_loop_failing_round_after_round_is_reported_until_a_clean_round(
-    fast_sweeper_relay: LiveRelay, monkeypatch: pytest.MonkeyPatch
+    fast_sweeper_relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """FAILING_ROUNDS failed rounds in a row make /healthz 503 loop_failing; one clean round ends it."""
     relay = fast_sweeper_relay

@@ -1,4 +1,4 @@
-"""Every provider kind end to end: real callbacks over HTTP to a live relay; fal's JWKS on loopback."""
+"""Every provider kind end to end: real callbacks to the relay; fal's JWKS on loopback."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from relay.cli import main
 from relay.settings import Settings
 from relay.tokens import Tokens
-from tests.conftest import Clock, LiveRelay, make_settings, signed_headers, start_relay
+from tests.conftest import Clock, LiveRelay, Relay, make_settings, open_relay, signed_headers, start_relay
+from tests.integration.conftest import SettingsWith
 from tests.unit.providers.support import FIXTURE_KEY, JwksServer, fal_body, fal_headers, jwk
 
 OPENAI_SECRET = "whsec_RdvaYFYUXuIFuEbvZHwMfYFhUf7aMYjYcmM24+Aj40c="
@@ -31,6 +32,7 @@ BASETEN_SECRET = "whsec_AbCdEf123456GhIjKlMnOpQrStUvWxYz12345678"
 GITHUB_SECRET = "It's a Secret to Everybody"
 SIGNER = Ed25519PrivateKey.generate()
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PUBLIC_URL = "https://relay.example.com"
 
 
 def sources(jwks_url: str) -> dict[str, dict[str, Any]]:
@@ -68,27 +70,34 @@ async def jwks() -> AsyncIterator[JwksServer]:
 
 
 @pytest.fixture
-def kinds_settings(tmp_path: Path, jwks: JwksServer) -> Settings:
-    """Settings with one source of every kind."""
-    return make_settings(tmp_path, sources=sources(jwks.url), public_url="https://relay.example.com")
+def kinds_settings(settings_with: SettingsWith, jwks: JwksServer) -> Settings:
+    """Settings with one source of every kind, on the test's database."""
+    return settings_with(sources=sources(jwks.url), public_url=PUBLIC_URL)
 
 
 @pytest.fixture
-async def relay(kinds_settings: Settings) -> AsyncIterator[LiveRelay]:
-    """A live relay with every kind configured."""
+async def relay(kinds_settings: Settings) -> AsyncIterator[Relay]:
+    """The relay with every kind configured."""
+    async with open_relay(kinds_settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def live_relay(kinds_settings: Settings) -> AsyncIterator[LiveRelay]:
+    """The relay with every kind configured, served on 127.0.0.1."""
     async with start_relay(kinds_settings) as live:
         yield live
 
 
-async def job(relay: LiveRelay, source: str, job_id: str) -> dict[str, Any]:
+async def job(relay: Relay, source: str, job_id: str) -> dict[str, Any]:
     response = await relay.client.get(f"/v1/jobs/{source}/{job_id}")
     assert response.status_code == 200, response.text
     return dict(response.json())
 
 
 def path_of(url: str) -> str:
-    """The path of a webhook URL printed for https://relay.example.com, to post to the live relay."""
-    return url.removeprefix("https://relay.example.com")
+    """The path of a webhook URL printed for https://relay.example.com, to post to the relay."""
+    return url.removeprefix(PUBLIC_URL)
 
 
 def source_url(settings: Settings, name: str, tmp_path: Path) -> str:
@@ -122,7 +131,7 @@ def toml(settings: Settings) -> str:
 # fal
 
 
-async def test_fal_results_are_verified_and_stored(relay: LiveRelay, jwks: JwksServer) -> None:
+async def test_fal_results_are_verified_and_stored(relay: Relay, jwks: JwksServer) -> None:
     """fal OK and ERROR webhooks, signed with the JWKS key: 200, jobs final; a redelivery is a duplicate."""
     ok = fal_body("req-ok")
     first = await relay.client.post("/hooks/fal", content=ok, headers=fal_headers(FIXTURE_KEY, ok, "req-ok"))
@@ -159,7 +168,7 @@ async def test_fal_results_are_verified_and_stored(relay: LiveRelay, jwks: JwksS
     ],
     ids=["unpublished key", "changed user id", "stale", "future", "no signature", "no user id"],
 )
-async def test_fal_forgeries_are_refused(relay: LiveRelay, mutate: Any, code: str) -> None:
+async def test_fal_forgeries_are_refused(relay: Relay, mutate: Any, code: str) -> None:
     """Wrong key, a changed signed header, stale or future time, missing headers: 401, nothing stored."""
     body = fal_body("req-1")
     response = await relay.client.post(
@@ -172,7 +181,7 @@ async def test_fal_forgeries_are_refused(relay: LiveRelay, mutate: Any, code: st
 async def test_fal_key_rotation_is_picked_up(kinds_settings: Settings, jwks: JwksServer) -> None:
     """fal rotates its key: a callback signed a minute after the last fetch refetches the JWKS and passes."""
     clock = Clock()
-    async with start_relay(kinds_settings, clock=clock) as relay:
+    async with open_relay(kinds_settings, clock=clock) as relay:
         body = fal_body("before")
         headers = fal_headers(FIXTURE_KEY, body, "before", timestamp=int(clock.now))
         assert (await relay.client.post("/hooks/fal", content=body, headers=headers)).status_code == 200
@@ -186,7 +195,7 @@ async def test_fal_key_rotation_is_picked_up(kinds_settings: Settings, jwks: Jwk
         assert jwks.requests == 2
 
 
-async def test_fal_unreachable_jwks_is_503(relay: LiveRelay, jwks: JwksServer) -> None:
+async def test_fal_unreachable_jwks_is_503(relay: Relay, jwks: JwksServer) -> None:
     """Without fal's keys nothing can be verified: 503 jwks_unavailable, so fal retries; nothing stored."""
     jwks.status = 502
     body = fal_body("req-1")
@@ -210,7 +219,7 @@ def openai_event(event_type: str, job_id: str, event_id: str = "evt_1") -> bytes
     )
 
 
-async def test_openai_events_end_jobs_by_type(relay: LiveRelay) -> None:
+async def test_openai_events_end_jobs_by_type(relay: Relay) -> None:
     """response.completed, batch.expired, fine_tuning.job.cancelled: jobs keyed by data.id end accordingly."""
     for event_type, job_id, status in [
         ("response.completed", "resp_1", "succeeded"),
@@ -222,7 +231,7 @@ async def test_openai_events_end_jobs_by_type(relay: LiveRelay) -> None:
         assert (await job(relay, "openai", job_id))["status"] == status
 
 
-async def test_openai_unknown_event_is_kept_and_counted(relay: LiveRelay) -> None:
+async def test_openai_unknown_event_is_kept_and_counted(relay: Relay) -> None:
     """An event type relay does not know: 200, the job is running, and the source counts a warning."""
     response = await relay.post_callback(
         "openai", openai_event("video.remixed", "video_1"), secret=OPENAI_SECRET
@@ -232,7 +241,7 @@ async def test_openai_unknown_event_is_kept_and_counted(relay: LiveRelay) -> Non
     assert relay.services.providers["openai"].warnings["unknown_event_type"] == 1
 
 
-async def test_openai_wrong_secret_is_refused(relay: LiveRelay) -> None:
+async def test_openai_wrong_secret_is_refused(relay: Relay) -> None:
     """Signed with another secret: 401 bad_signature."""
     response = await relay.post_callback(
         "openai", openai_event("response.completed", "r"), secret=WORKER_SECRET
@@ -248,7 +257,7 @@ def runpod_job(status: str, **fields: Any) -> bytes:
 
 
 async def test_runpod_posts_to_the_source_url_with_its_token(
-    relay: LiveRelay, kinds_settings: Settings, tmp_path: Path
+    relay: Relay, kinds_settings: Settings, tmp_path: Path
 ) -> None:
     """The URL from `relay source-url runpod` takes RunPod's unsigned job envelopes; its retries dedupe."""
     url = source_url(kinds_settings, "runpod", tmp_path)
@@ -264,7 +273,7 @@ async def test_runpod_posts_to_the_source_url_with_its_token(
 
 
 async def test_runpod_without_or_with_a_wrong_token_is_refused(
-    relay: LiveRelay, kinds_settings: Settings
+    relay: Relay, kinds_settings: Settings
 ) -> None:
     """No token: 401 missing_token; another source's or a forged token: 401 bad_token; nothing stored."""
     body = runpod_job("COMPLETED")
@@ -280,7 +289,7 @@ async def test_runpod_without_or_with_a_wrong_token_is_refused(
 
 
 async def test_runpod_token_version_rotates_the_url(
-    relay: LiveRelay, kinds_settings: Settings, tmp_path: Path
+    relay: Relay, kinds_settings: Settings, tmp_path: Path
 ) -> None:
     """With token_version the printed URL works and a URL made before the bump (name only) is refused."""
     tokens = relay.services.tokens
@@ -295,7 +304,7 @@ async def test_runpod_token_version_rotates_the_url(
     assert failed["status"] == "failed" and failed["error"] == "boom"
 
 
-async def test_unsigned_luma_generation_updates(relay: LiveRelay) -> None:
+async def test_unsigned_luma_generation_updates(relay: Relay) -> None:
     """An `unsigned` source takes Luma's generation updates (dreaming, then completed) at the token URL."""
     path = f"/hooks/luma/{relay.services.tokens.hook_token('luma')}"
     generation = {"id": "gen-1", "state": "dreaming", "assets": None, "failure_reason": None}
@@ -305,7 +314,7 @@ async def test_unsigned_luma_generation_updates(relay: LiveRelay) -> None:
     assert (await job(relay, "luma", "gen-1"))["status"] == "succeeded"
 
 
-async def test_signed_source_refuses_a_token_url(relay: LiveRelay) -> None:
+async def test_signed_source_refuses_a_token_url(relay: Relay) -> None:
     """A token path on a signed source is 404: signed sources post to /hooks/NAME."""
     response = await relay.client.post(
         f"/hooks/openai/{relay.services.tokens.hook_token('openai')}", content=b"{}"
@@ -316,7 +325,7 @@ async def test_signed_source_refuses_a_token_url(relay: LiveRelay) -> None:
 # baseten and generic hmac
 
 
-def baseten_post(relay: LiveRelay, request_id: str, errors: list[Any], secret: str = BASETEN_SECRET) -> Any:
+def baseten_post(relay: Relay, request_id: str, errors: list[Any], secret: str = BASETEN_SECRET) -> Any:
     """Post an async predict result as Baseten sends it, timed now and signed with `secret`."""
     body = orjson.dumps(
         {
@@ -333,7 +342,7 @@ def baseten_post(relay: LiveRelay, request_id: str, errors: list[Any], secret: s
     return relay.client.post("/hooks/baseten", content=body, headers={"x-baseten-signature": signature})
 
 
-async def test_baseten_results(relay: LiveRelay) -> None:
+async def test_baseten_results(relay: Relay) -> None:
     """A signed result succeeds, one with errors fails, a redelivery is a duplicate, a forgery is 401."""
     assert (await baseten_post(relay, "req-a", [])).json()["duplicate"] is False
     assert (await baseten_post(relay, "req-a", [])).json()["duplicate"] is True
@@ -344,7 +353,7 @@ async def test_baseten_results(relay: LiveRelay) -> None:
     assert forged.status_code == 401 and forged.json()["error"]["code"] == "bad_signature"
 
 
-async def test_github_style_hmac_source(relay: LiveRelay) -> None:
+async def test_github_style_hmac_source(relay: Relay) -> None:
     """An `hmac` source verifies `sha256=<hex>` in X-Hub-Signature-256 and dedupes on X-GitHub-Delivery."""
     body = b'{"id": "run-1", "status": "completed"}'
     signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -358,7 +367,7 @@ async def test_github_style_hmac_source(relay: LiveRelay) -> None:
 # standard-webhooks v1a and custom workers (the Modal recipe)
 
 
-async def test_v1a_ed25519_source(relay: LiveRelay) -> None:
+async def test_v1a_ed25519_source(relay: Relay) -> None:
     """A standard-webhooks source with a whpk_ public key takes v1a ed25519 signatures and refuses others."""
     body = b'{"id": "w-1", "status": "succeeded"}'
     headers = signed_headers(WORKER_SECRET, body)  # webhook-id and timestamp, then re-signed with v1a
@@ -378,8 +387,9 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
-async def test_worker_recipe_reports_to_relay(relay: LiveRelay) -> None:
+async def test_worker_recipe_reports_to_relay(live_relay: LiveRelay) -> None:
     """examples/relay_callback.py (what the Modal example calls) posts signed updates relay accepts."""
+    relay = live_relay
     recipe = load_example("relay_callback")
     url = f"{relay.base_url}/hooks/workers"
     running = await asyncio.to_thread(recipe.post_result, url, WORKER_SECRET, "fc-01", "running")
@@ -394,8 +404,9 @@ async def test_worker_recipe_reports_to_relay(relay: LiveRelay) -> None:
 # the CLI
 
 
-def test_check_config_prints_every_source_url(kinds_settings: Settings, tmp_path: Path) -> None:
+def test_check_config_prints_every_source_url(jwks: JwksServer, tmp_path: Path) -> None:
     """`relay check-config` validates every kind and prints each URL, with the token for unsigned ones."""
+    kinds_settings = make_settings(tmp_path, sources=sources(jwks.url), public_url=PUBLIC_URL)
     config = tmp_path / "relay.toml"
     config.write_text(toml(kinds_settings))
     result = CliRunner().invoke(main, ["check-config", "--config", str(config)])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +13,12 @@ from tests.conftest import (
     DEMO_SECRET,
     REPLICATE_SECRET,
     Clock,
-    LiveRelay,
-    make_settings,
-    start_relay,
+    Relay,
+    open_relay,
     wait_for,
 )
 from tests.fake_provider_api import FakeProviderApi
+from tests.integration.conftest import SettingsWith
 from tests.integration.test_hostile_input import nested
 
 T0 = 1_900_000_000.0
@@ -67,28 +66,26 @@ def sources(api: FakeProviderApi, **replicate: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def relay(tmp_path: Path, api: FakeProviderApi, clock: Clock) -> AsyncIterator[LiveRelay]:
-    settings = make_settings(tmp_path, sources=sources(api), reconcile_concurrency=2, reconcile_timeout_s=0.5)
-    async with start_relay(settings, clock=clock, background=False) as live:
-        yield live
+async def relay(settings_with: SettingsWith, api: FakeProviderApi, clock: Clock) -> AsyncIterator[Relay]:
+    settings = settings_with(sources=sources(api), reconcile_concurrency=2, reconcile_timeout_s=0.5)
+    async with open_relay(settings, clock=clock, background=False) as opened:
+        yield opened
 
 
-async def register(relay: LiveRelay, source: str, job_id: str, **fields: Any) -> None:
+async def register(relay: Relay, source: str, job_id: str, **fields: Any) -> None:
     response = await relay.client.post("/v1/jobs", json={"source": source, "job_id": job_id, **fields})
     assert response.status_code == 201, response.text
 
 
-async def job(relay: LiveRelay, source: str, job_id: str) -> dict[str, Any]:
+async def job(relay: Relay, source: str, job_id: str) -> dict[str, Any]:
     return (await relay.client.get(f"/v1/jobs/{source}/{job_id}")).json()  # type: ignore[no-any-return]
 
 
-async def sweep(relay: LiveRelay, now: float) -> int:
+async def sweep(relay: Relay, now: float) -> int:
     return await relay.services.loop(Sweeper).run_once(now)
 
 
-async def test_replicate_final_answer_is_ingested_as_reconcile(
-    relay: LiveRelay, api: FakeProviderApi
-) -> None:
+async def test_replicate_final_answer_is_ingested_as_reconcile(relay: Relay, api: FakeProviderApi) -> None:
     """An overdue Replicate job whose prediction succeeded gets that result, recorded via reconcile."""
     await register(relay, "replicate", "p1")
     api.answer("/v1/predictions/p1", {"id": "p1", "status": "succeeded", "output": ["x.png"], "error": None})
@@ -100,9 +97,7 @@ async def test_replicate_final_answer_is_ingested_as_reconcile(
     assert api.requests == [("/v1/predictions/p1", "Bearer r8_test")]
 
 
-async def test_still_running_extends_the_deadline_up_to_the_cap(
-    relay: LiveRelay, api: FakeProviderApi
-) -> None:
+async def test_still_running_extends_the_deadline_up_to_the_cap(relay: Relay, api: FakeProviderApi) -> None:
     """A running answer moves the deadline on, never past created + max_deadline_s; then it times out."""
     await register(relay, "replicate", "p1")
     api.answer("/v1/predictions/p1", {"id": "p1", "status": "processing"})
@@ -116,7 +111,7 @@ async def test_still_running_extends_the_deadline_up_to_the_cap(
     assert len(api.requests) == 3
 
 
-async def test_provider_errors_and_hangs_mean_timed_out(relay: LiveRelay, api: FakeProviderApi) -> None:
+async def test_provider_errors_and_hangs_mean_timed_out(relay: Relay, api: FakeProviderApi) -> None:
     """A 500, a 404 or a call that outlives reconcile_timeout_s is no answer: the job times out."""
     for job_id in ("err", "gone", "slow"):
         await register(relay, "replicate", job_id)
@@ -127,7 +122,7 @@ async def test_provider_errors_and_hangs_mean_timed_out(relay: LiveRelay, api: F
         assert (await job(relay, "replicate", job_id))["status"] == "timed_out"
 
 
-async def test_a_provider_answer_nested_too_deep_is_no_answer(relay: LiveRelay, api: FakeProviderApi) -> None:
+async def test_a_provider_answer_nested_too_deep_is_no_answer(relay: Relay, api: FakeProviderApi) -> None:
     """A status answer nested past the depth a callback may have is not stored: the job times out."""
     await register(relay, "replicate", "deep")
     api.answer("/v1/predictions/deep", {"id": "deep", "status": "succeeded", "output": nested(101)})
@@ -136,7 +131,17 @@ async def test_a_provider_answer_nested_too_deep_is_no_answer(relay: LiveRelay, 
     assert (await job(relay, "replicate", "deep"))["status"] == "timed_out"
 
 
-async def test_reconcile_calls_are_bounded(relay: LiveRelay, api: FakeProviderApi) -> None:
+async def test_a_provider_error_holding_nul_is_taken(relay: Relay, api: FakeProviderApi) -> None:
+    """A failed answer whose error message holds NUL fails the job with that message (U+FFFD in the NUL's
+    place, as no backend's text holds one), not a reconcile that breaks and a job timed out."""
+    await register(relay, "replicate", "p1")
+    api.answer("/v1/predictions/p1", {"id": "p1", "status": "failed", "error": "NSFW\x00", "output": None})
+    await sweep(relay, T0 + 101)
+    failed = await job(relay, "replicate", "p1")
+    assert (failed["status"], failed["error"]) == ("failed", "NSFW\ufffd")
+
+
+async def test_reconcile_calls_are_bounded(relay: Relay, api: FakeProviderApi) -> None:
     """Six hanging calls with reconcile_concurrency 2 and a 0.5 s timeout run in three waves, not one."""
     for i in range(6):
         await register(relay, "replicate", f"h{i}")
@@ -149,17 +154,17 @@ async def test_reconcile_calls_are_bounded(relay: LiveRelay, api: FakeProviderAp
     await wait_for(lambda: api.in_flight == 0)  # every hanging call was hung up on
 
 
-async def test_no_token_no_call(tmp_path: Path, api: FakeProviderApi, clock: Clock) -> None:
+async def test_no_token_no_call(settings_with: SettingsWith, api: FakeProviderApi, clock: Clock) -> None:
     """Without an API token the provider is not asked and the job times out at its deadline."""
-    settings = make_settings(tmp_path, sources=sources(api, api_token=None))
-    async with start_relay(settings, clock=clock, background=False) as relay:
+    settings = settings_with(sources=sources(api, api_token=None))
+    async with open_relay(settings, clock=clock, background=False) as relay:
         await register(relay, "replicate", "p1")
         await sweep(relay, T0 + 101)
         assert (await job(relay, "replicate", "p1"))["status"] == "timed_out"
     assert api.requests == []
 
 
-async def test_fal_queue_status_then_response(relay: LiveRelay, api: FakeProviderApi) -> None:
+async def test_fal_queue_status_then_response(relay: Relay, api: FakeProviderApi) -> None:
     """fal: IN_PROGRESS extends; COMPLETED fetches the response; COMPLETED with an error is failed."""
     queue = "/fal-ai/flux/requests"
     for rid in ("r1", "r2", "r3"):
@@ -180,14 +185,14 @@ async def test_fal_queue_status_then_response(relay: LiveRelay, api: FakeProvide
     assert {auth for _, auth in api.requests} == {"Key fal-key"}
 
 
-async def test_fal_without_model_or_urls_is_not_asked(relay: LiveRelay, api: FakeProviderApi) -> None:
+async def test_fal_without_model_or_urls_is_not_asked(relay: Relay, api: FakeProviderApi) -> None:
     """fal's status URL needs the model (or the URLs from the submit answer); without them, no call."""
     await register(relay, "fal", "r9")
     await sweep(relay, T0 + 101)
     assert (await job(relay, "fal", "r9"))["status"] == "timed_out" and api.requests == []
 
 
-async def test_runpod_status_endpoint(relay: LiveRelay, api: FakeProviderApi) -> None:
+async def test_runpod_status_endpoint(relay: Relay, api: FakeProviderApi) -> None:
     """RunPod: /{endpoint}/status/{id} answers the job envelope; COMPLETED is succeeded with its output."""
     await register(relay, "runpod", "rp-1")
     await register(relay, "runpod", "rp-2")
@@ -208,7 +213,7 @@ async def test_runpod_status_endpoint(relay: LiveRelay, api: FakeProviderApi) ->
     assert failed["status"] == "failed" and failed["error"] == "CUDA out of memory"
 
 
-async def test_openai_resources_by_id_prefix(relay: LiveRelay, api: FakeProviderApi) -> None:
+async def test_openai_resources_by_id_prefix(relay: Relay, api: FakeProviderApi) -> None:
     """OpenAI: a response is retrieved from /responses, a batch from /batches, by the ID's prefix."""
     await register(relay, "openai", "resp_1")
     await register(relay, "openai", "batch_1")
@@ -220,10 +225,12 @@ async def test_openai_resources_by_id_prefix(relay: LiveRelay, api: FakeProvider
     assert sorted(api.paths()) == ["/v1/batches/batch_1", "/v1/responses/resp_1"]
 
 
-async def test_early_reconcile_asks_once(tmp_path: Path, api: FakeProviderApi, clock: Clock) -> None:
+async def test_early_reconcile_asks_once(
+    settings_with: SettingsWith, api: FakeProviderApi, clock: Clock
+) -> None:
     """reconcile_after_s asks once before the deadline: a final answer finishes the job early."""
-    settings = make_settings(tmp_path, sources=sources(api, reconcile_after_s=30))
-    async with start_relay(settings, clock=clock, background=False) as relay:
+    settings = settings_with(sources=sources(api, reconcile_after_s=30))
+    async with open_relay(settings, clock=clock, background=False) as relay:
         await register(relay, "replicate", "early")
         await register(relay, "replicate", "busy")
         api.answer("/v1/predictions/early", {"id": "early", "status": "failed", "error": "NSFW"})

@@ -11,14 +11,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from relay.providers.api import OriginRefused
-from tests.conftest import Clock, LiveRelay, make_settings, start_relay
+from tests.conftest import Clock, Relay, open_relay
 from tests.fake_provider_api import FakeProviderApi
+from tests.integration.conftest import SettingsWith
 from tests.integration.test_reconcile import T0, job, register, sources, sweep
 
 TRAP_ANSWER = b'{"id": "p1", "status": "succeeded", "output": "internal secret", "error": null}'
@@ -71,10 +71,10 @@ async def trap() -> AsyncIterator[Trap]:
 
 
 @pytest.fixture
-async def relay(tmp_path: Path, api: FakeProviderApi) -> AsyncIterator[LiveRelay]:
-    settings = make_settings(tmp_path, sources=sources(api), allow_private_destinations=False)
-    async with start_relay(settings, clock=Clock(T0), background=False) as live:
-        yield live
+async def relay(settings_with: SettingsWith, api: FakeProviderApi) -> AsyncIterator[Relay]:
+    settings = settings_with(sources=sources(api), allow_private_destinations=False)
+    async with open_relay(settings, clock=Clock(T0), background=False) as opened:
+        yield opened
 
 
 def api_port(api: FakeProviderApi) -> int:
@@ -91,7 +91,7 @@ HOSTILE: dict[str, Callable[[Trap, FakeProviderApi], str]] = {
 
 @pytest.mark.parametrize("spelling", HOSTILE)
 async def test_metadata_urls_off_the_api_are_never_requested(
-    relay: LiveRelay, api: FakeProviderApi, trap: Trap, spelling: str
+    relay: Relay, api: FakeProviderApi, trap: Trap, spelling: str
 ) -> None:
     """fal and Replicate jobs whose metadata URLs name another server: it gets nothing; relay's URLs are."""
     hostile = HOSTILE[spelling](trap, api)
@@ -114,7 +114,7 @@ async def test_metadata_urls_off_the_api_are_never_requested(
     assert (await job(relay, "fal", "r2"))["status"] == "timed_out"
 
 
-async def test_metadata_urls_on_the_api_origin_are_followed(relay: LiveRelay, api: FakeProviderApi) -> None:
+async def test_metadata_urls_on_the_api_origin_are_followed(relay: Relay, api: FakeProviderApi) -> None:
     """fal's documented status_url/response_url and a Replicate training's urls.get, on the API, are used."""
     queue = f"{api.base_url}/fal-ai/flux/dev/requests/r5"
     await register(relay, "fal", "r5", metadata={"status_url": f"{queue}/status", "response_url": queue})
@@ -133,7 +133,7 @@ async def test_metadata_urls_on_the_api_origin_are_followed(relay: LiveRelay, ap
 
 
 async def test_a_refused_url_is_logged_without_the_token(
-    relay: LiveRelay, caplog: pytest.LogCaptureFixture
+    relay: Relay, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The warning names the source, the job and the refused host, and never the token."""
     meta = {"status_url": "http://metadata.internal:8080/latest", "model_id": "fal-ai/flux"}
@@ -148,7 +148,7 @@ async def test_a_refused_url_is_logged_without_the_token(
 
 
 async def test_the_provider_client_sends_to_provider_apis_only(
-    relay: LiveRelay, api: FakeProviderApi, trap: Trap
+    relay: Relay, api: FakeProviderApi, trap: Trap
 ) -> None:
     """The reconcile client itself refuses any other origin before connecting; the APIs' origins pass."""
     client = relay.services.provider_http
@@ -160,14 +160,16 @@ async def test_the_provider_client_sends_to_provider_apis_only(
     assert api.paths() == ["/v1/models"]
 
 
-async def test_a_redirect_from_the_provider_api_is_not_followed(tmp_path: Path, api: FakeProviderApi) -> None:
+async def test_a_redirect_from_the_provider_api_is_not_followed(
+    settings_with: SettingsWith, api: FakeProviderApi
+) -> None:
     """A 302 from the provider's API is no answer: relay does not follow it, even to the same origin."""
     async with trap_server(status="302 Found", answer=b"{}") as redirector:
         redirector.location = f"{redirector.url}/v1/elsewhere"
         table = sources(api)
         table["replicate"]["api_base_url"] = f"{redirector.url}/v1"
-        settings = make_settings(tmp_path, sources=table)
-        async with start_relay(settings, clock=Clock(T0), background=False) as relay:
+        settings = settings_with(sources=table)
+        async with open_relay(settings, clock=Clock(T0), background=False) as relay:
             await register(relay, "replicate", "p1")
             await sweep(relay, T0 + 101)
             assert (await job(relay, "replicate", "p1"))["status"] == "timed_out"

@@ -1,16 +1,16 @@
-"""A first end-to-end pass through the live relay."""
+"""A first end-to-end pass through the relay."""
+
+import asyncio
 
 import orjson
 
-from tests.conftest import LiveRelay
+from tests.conftest import Relay, wait_for
 
 
-async def test_final_callback_wakes_a_waiter(relay: LiveRelay) -> None:
+async def test_final_callback_wakes_a_waiter(relay: Relay) -> None:
     """A long-poll on an unknown job returns the final result the moment its callback commits."""
-    import asyncio
-
     waiter = asyncio.create_task(relay.client.get("/v1/jobs/demo/j1", params={"wait": 10}))
-    await asyncio.sleep(0)
+    await wait_for(lambda: relay.services.hub.count == 1)
     body = orjson.dumps({"id": "j1", "status": "succeeded", "output": [1]})
     response = await relay.post_callback("demo", body)
     assert response.status_code == 200, response.text
@@ -18,3 +18,9 @@ async def test_final_callback_wakes_a_waiter(relay: LiveRelay) -> None:
     answer = await waiter
     assert answer.status_code == 200
     assert answer.json()["status"] == "succeeded"
+
+
+async def test_the_relay_runs_on_the_backend_its_id_names(relay: Relay, backend: str) -> None:
+    """`test_x[postgres]` runs on PostgreSQL, `test_x[sqlite]` on SQLite: each variant tests what it names."""
+    store = type(relay.services.store).__name__
+    assert store == {"sqlite": "SQLiteStore", "postgres": "PostgresStore"}[backend]

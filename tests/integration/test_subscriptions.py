@@ -1,4 +1,4 @@
-"""Subscriptions over real HTTP: create, list, delete, rotate, and the destination guard at subscribe time."""
+"""Subscriptions through the API: create, list, delete, rotate, and the destination guard when subscribing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from relay.first_run import write_first_run_config
 from relay.settings import load_settings
-from tests.conftest import LiveRelay, make_settings, start_relay
+from tests.conftest import Relay, open_relay
+from tests.integration.conftest import SettingsWith
 
 # Public addresses stand for subscribers that are never called here (the tests need no DNS).
 from tests.subscriber import subscriber
@@ -19,7 +20,7 @@ from tests.subscriber import subscriber
 SIGNING_SECRET = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz"
 
 
-async def test_create_list_get_delete(relay: LiveRelay) -> None:
+async def test_create_list_get_delete(relay: Relay) -> None:
     """The secret is shown at creation only; a deleted subscription is gone."""
     created = await relay.client.post(
         "/v1/subscriptions",
@@ -67,7 +68,7 @@ PRIVATE_URLS = [
 ]
 
 
-async def test_bad_subscriptions_are_refused(relay: LiveRelay) -> None:
+async def test_bad_subscriptions_are_refused(relay: Relay) -> None:
     """Each malformed request is a 400 naming what is wrong; nothing is stored."""
     for body, code in BAD_SUBSCRIPTIONS:
         response = await relay.client.post("/v1/subscriptions", json=body)
@@ -76,7 +77,7 @@ async def test_bad_subscriptions_are_refused(relay: LiveRelay) -> None:
     assert (await relay.client.get("/v1/subscriptions")).json() == {"subscriptions": []}
 
 
-async def test_private_destinations_are_refused_by_default(relay: LiveRelay) -> None:
+async def test_private_destinations_are_refused_by_default(relay: Relay) -> None:
     """Loopback, private, link-local, CGNAT and metadata addresses get a clear 400."""
     for url in PRIVATE_URLS:
         response = await relay.client.post("/v1/subscriptions", json={"url": url})
@@ -86,28 +87,27 @@ async def test_private_destinations_are_refused_by_default(relay: LiveRelay) -> 
         assert "allow_private_destinations" in error["message"]
 
 
-async def test_per_job_subscribers_pass_the_same_guard(tmp_path: Path) -> None:
+async def test_per_job_subscribers_pass_the_same_guard(settings_with: SettingsWith) -> None:
     """A private per-job subscriber is refused at registration; none without signing_secret at all."""
-    async with start_relay(make_settings(tmp_path, signing_secret=SIGNING_SECRET)) as relay:
+    async with open_relay(settings_with(signing_secret=SIGNING_SECRET)) as relay:
         job = {"source": "demo", "job_id": "j", "subscribers": ["http://127.0.0.1:9/hook"]}
         response = await relay.client.post("/v1/jobs", json=job)
         assert response.status_code == 400 and response.json()["error"]["code"] == "private_destination"
         assert (await relay.client.get("/v1/jobs/demo/j")).status_code == 404
-    (tmp_path / "unsigned").mkdir()
-    async with start_relay(make_settings(tmp_path / "unsigned")) as relay:
+    async with open_relay(settings_with()) as relay:
         job = {"source": "demo", "job_id": "j", "subscribers": ["https://93.184.216.34/in"]}
         response = await relay.client.post("/v1/jobs", json=job)
         assert response.status_code == 400 and response.json()["error"]["code"] == "no_signing_secret"
 
 
-async def test_allow_private_destinations_lets_loopback_subscribe(tmp_path: Path) -> None:
+async def test_allow_private_destinations_lets_loopback_subscribe(settings_with: SettingsWith) -> None:
     """With allow_private_destinations = true a loopback subscriber is taken."""
-    async with start_relay(make_settings(tmp_path, allow_private_destinations=True)) as relay:
+    async with open_relay(settings_with(allow_private_destinations=True)) as relay:
         response = await relay.client.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/hook"})
         assert response.status_code == 201
 
 
-async def test_subscriptions_and_deliveries_need_the_api_key(relay: LiveRelay) -> None:
+async def test_subscriptions_and_deliveries_need_the_api_key(relay: Relay) -> None:
     """Without a bearer key every subscription and delivery endpoint answers 401."""
     anonymous = {"authorization": ""}
     for method, path in [
@@ -122,10 +122,10 @@ async def test_subscriptions_and_deliveries_need_the_api_key(relay: LiveRelay) -
         assert response.status_code == 401, (method, path)
 
 
-async def test_rotation_signs_with_the_new_and_the_old_secret(tmp_path: Path) -> None:
+async def test_rotation_signs_with_the_new_and_the_old_secret(settings_with: SettingsWith) -> None:
     """After rotate-secret a delivery carries two signatures: receivers on either secret verify it."""
-    settings = make_settings(tmp_path, allow_private_destinations=True)
-    async with subscriber() as sub, start_relay(settings) as relay:
+    settings = settings_with(allow_private_destinations=True)
+    async with subscriber() as sub, open_relay(settings) as relay:
         created = (await relay.client.post("/v1/subscriptions", json={"url": sub.url})).json()
         rotated = await relay.client.post(f"/v1/subscriptions/{created['id']}/rotate-secret")
         assert rotated.status_code == 200
@@ -140,14 +140,12 @@ async def test_rotation_signs_with_the_new_and_the_old_secret(tmp_path: Path) ->
             Webhook("whsec_" + "A" * 32).verify(got.body, got.headers)
 
 
-async def test_first_run_config_lets_jobs_have_subscribers(tmp_path: Path) -> None:
+async def test_first_run_config_lets_jobs_have_subscribers(tmp_path: Path, database: str) -> None:
     """The config written on first start has a signing_secret, so per-job subscribers work at once."""
     created = write_first_run_config(tmp_path / "relay.toml")
-    settings = load_settings(
-        tmp_path / "relay.toml", environ={}, overrides={"database": f"sqlite:///{tmp_path}/r.db"}
-    )
+    settings = load_settings(tmp_path / "relay.toml", environ={}, overrides={"database": database})
     assert settings.signing_secret == created["signing_secret"]
-    async with start_relay(settings) as relay:
+    async with open_relay(settings) as relay:
         job = {"source": "demo", "job_id": "j", "subscribers": ["https://93.184.216.34/in"]}
         headers = {"authorization": f"Bearer {created['api_key']}"}
         assert (await relay.client.post("/v1/jobs", json=job, headers=headers)).status_code == 201

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
-import httpx
+import aiohttp
+import orjson
 import pytest
 
+from relay.delivery import Deliverer
 from relay.errors import BadRequest
-from relay.ssrf import DestinationBlocked, blocked_reason, check_url, guarded_transport
-from tests.subscriber import subscriber
+from relay.ssrf import (
+    DestinationBlocked,
+    Resolver,
+    blocked_reason,
+    check_url,
+    guarded_connector,
+    system_resolver,
+)
+from tests.conftest import Clock, make_settings, start_relay
+from tests.subscriber import Reply, subscriber
 
-LIMITS = httpx.Limits(max_connections=4)
+SECRET = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz"
 
 
 @pytest.mark.parametrize(
@@ -118,26 +131,67 @@ async def test_allow_private_skips_the_address_check() -> None:
     await check_url("http://127.0.0.1:9/", allow_private=True, resolve=_resolver({}))
 
 
-async def test_dial_time_check_refuses_a_name_that_rebinds_to_loopback() -> None:
-    """A name that resolved publicly at subscribe time but now resolves to loopback is not connected to."""
-    async with subscriber() as sub:
-        resolve = _resolver({"rebind.test": ["127.0.0.1"]})
-        transport = guarded_transport(LIMITS, allow_private=False, resolve=resolve)
-        async with httpx.AsyncClient(transport=transport) as client:
-            with pytest.raises(httpx.ConnectError) as refused:
-                await client.post(f"http://rebind.test:{sub.port}/hook", content=b"{}")
-        assert isinstance(refused.value.__cause__, DestinationBlocked)
-        assert "127.0.0.1 (loopback)" in str(refused.value)
+@asynccontextmanager
+async def guarded_session(
+    allow_private: bool = False,
+    resolve: Resolver = system_resolver,
+    check: Callable[[str], str | None] = blocked_reason,
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session on the deliverer's guarded connector (as `relay.delivery.delivery_client` builds it)."""
+    connector = guarded_connector(
+        4, allow_private=allow_private, keepalive_s=5.0, resolve=resolve, check=check
+    )
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        yield session
+
+
+async def post(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.post(url, data=b"{}", allow_redirects=False) as response:
+        return response.status
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::ffff:127.0.0.1", "::1"])
+async def test_dial_time_check_refuses_a_name_that_rebinds_to_loopback(address: str) -> None:
+    """A name that resolved publicly at subscribe time but now resolves to loopback (in any spelling) is not
+    connected to."""
+    async with subscriber() as sub, guarded_session(resolve=_resolver({"rebind.test": [address]})) as s:
+        with pytest.raises(aiohttp.ClientConnectorError) as refused:
+            await post(s, f"http://rebind.test:{sub.port}/hook")
+        assert isinstance(refused.value.os_error, DestinationBlocked)
+        assert f"{address} (loopback)" in str(refused.value)
         assert sub.connections == 0
 
 
-async def test_dial_time_check_covers_literal_addresses() -> None:
-    """An IP literal in the URL goes through the same check."""
-    async with subscriber() as sub:
-        transport = guarded_transport(LIMITS, allow_private=False)
-        async with httpx.AsyncClient(transport=transport) as client:
-            with pytest.raises(httpx.ConnectError):
-                await client.post(sub.url, content=b"{}")
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]", "localhost"],
+)
+async def test_dial_time_check_covers_literal_addresses(host: str) -> None:
+    """An IP literal in the URL (aiohttp does not resolve those), in any IPv6 spelling of an IPv4 address,
+    goes through the same check, with the real resolver: the subscriber sees no connection."""
+    async with subscriber() as sub, guarded_session() as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as refused:
+            await post(session, f"http://{host}:{sub.port}/hook")
+        assert isinstance(refused.value.os_error, DestinationBlocked), refused.value
+        assert sub.connections == 0
+
+
+async def test_an_address_that_does_not_parse_is_refused() -> None:
+    """A resolver answer that is not an IP address is refused, not handed to the socket layer to resolve."""
+    async with subscriber() as sub, guarded_session(resolve=_resolver({"odd.test": ["localhost"]})) as s:
+        with pytest.raises(aiohttp.ClientConnectorError) as refused:
+            await post(s, f"http://odd.test:{sub.port}/hook")
+        assert isinstance(refused.value.os_error, DestinationBlocked)
+        assert "localhost (not an IP address)" in str(refused.value.os_error)
+        assert sub.connections == 0
+
+
+async def test_numeric_forms_of_loopback_are_refused() -> None:
+    """Legacy numeric IPv4 spellings (an integer, a short form) do not reach loopback either."""
+    async with subscriber() as sub, guarded_session() as session:
+        for host in ("2130706433", "127.1", "0x7f000001", "017700000001", "127.0.0.1."):
+            with pytest.raises(aiohttp.ClientError):
+                await post(session, f"http://{host}:{sub.port}/hook")
         assert sub.connections == 0
 
 
@@ -145,19 +199,15 @@ async def test_the_checked_address_is_the_one_dialled() -> None:
     """The guard connects to the address it resolved and checked, not to a second lookup of the name."""
     async with subscriber() as sub:
         resolve = _resolver({"sub.test": ["127.0.0.1"]})
-        transport = guarded_transport(LIMITS, allow_private=False, resolve=resolve, check=lambda _: None)
-        async with httpx.AsyncClient(transport=transport) as client:
-            response = await client.post(f"http://sub.test:{sub.port}/hook", content=b"{}")
-        assert response.status_code == 200
+        async with guarded_session(resolve=resolve, check=lambda _: None) as session:
+            assert await post(session, f"http://sub.test:{sub.port}/hook") == 200
         assert sub.received[0].headers["host"] == f"sub.test:{sub.port}"
 
 
-async def test_allow_private_gives_a_plain_transport() -> None:
+async def test_allow_private_gives_a_plain_connector() -> None:
     """With allow_private_destinations loopback subscribers are reached."""
-    async with subscriber() as sub:
-        transport = guarded_transport(LIMITS, allow_private=True)
-        async with httpx.AsyncClient(transport=transport) as client:
-            assert (await client.post(sub.url, content=b"{}")).status_code == 200
+    async with subscriber() as sub, guarded_session(allow_private=True) as session:
+        assert await post(session, sub.url) == 200
 
 
 async def test_malformed_and_unresolvable_urls_are_clear_400s() -> None:
@@ -179,17 +229,49 @@ async def test_malformed_and_unresolvable_urls_are_clear_400s() -> None:
 
 async def test_dial_time_resolution_failures_are_connect_errors() -> None:
     """A name that stops resolving, or resolves to nothing, fails the attempt as a connection error."""
-    transport = guarded_transport(LIMITS, allow_private=False, resolve=_resolver({"empty.test": []}))
-    async with httpx.AsyncClient(transport=transport) as client:
+    async with guarded_session(resolve=_resolver({"empty.test": []})) as session:
         for url in ("http://gone.test/hook", "http://empty.test/hook"):
-            with pytest.raises(httpx.ConnectError):
-                await client.post(url, content=b"{}")
+            with pytest.raises(aiohttp.ClientConnectorError) as failed:
+                await post(session, url)
+            assert not isinstance(failed.value.os_error, DestinationBlocked)
+
+
+async def test_a_name_with_any_refused_address_is_refused_whole() -> None:
+    """A name resolving to a public and a loopback address is refused, not dialled at its other address."""
+    async with subscriber() as sub:
+        resolve = _resolver({"mixed.test": ["93.184.216.34", "127.0.0.1"]})
+        async with guarded_session(resolve=resolve) as session:
+            with pytest.raises(aiohttp.ClientConnectorError) as refused:
+                await post(session, f"http://mixed.test:{sub.port}/")
+        assert isinstance(refused.value.os_error, DestinationBlocked)
+        assert "127.0.0.1 (loopback)" in str(refused.value.os_error)
+        assert sub.connections == 0
 
 
 async def test_dial_falls_back_to_the_next_checked_address() -> None:
     """When the first checked address refuses, the next one is dialled within the same connect."""
     async with subscriber() as sub:
         resolve = _resolver({"two.test": ["127.0.0.2", "127.0.0.1"]})
-        transport = guarded_transport(LIMITS, allow_private=False, resolve=resolve, check=lambda _: None)
-        async with httpx.AsyncClient(transport=transport) as client:
-            assert (await client.post(f"http://two.test:{sub.port}/", content=b"{}")).status_code == 200
+        async with guarded_session(resolve=resolve, check=lambda _: None) as session:
+            assert await post(session, f"http://two.test:{sub.port}/") == 200
+
+
+async def test_the_deliverer_does_not_follow_a_redirect(tmp_path: Path) -> None:
+    """A redirect (here to another loopback subscriber, reachable with private destinations allowed) is an
+    answer recorded with its Location, never a second request."""
+    clock = Clock()
+    settings = make_settings(tmp_path, allow_private_destinations=True)
+    async with subscriber() as target, start_relay(settings, clock, background=False) as relay:
+        moved = Reply(302, b"moved", {"location": target.url})
+        async with subscriber(then=moved) as sub:
+            await relay.services.store.create_subscription(sub.url, None, None, SECRET, clock.now)
+            body = orjson.dumps({"id": "j", "status": "succeeded", "output": ["x"]})
+            assert (await relay.post_callback("demo", body, timestamp=clock.now)).status_code == 200
+            deliverer = relay.services.loop(Deliverer)
+            assert await deliverer.run_once(clock.now) == 1
+            await deliverer.drain()
+        (listed,) = (await relay.client.get("/v1/deliveries")).json()["deliveries"]
+        (attempt,) = listed["attempts"]
+        assert (attempt["status_code"], attempt["response"]) == (302, "moved")
+        assert f"redirect to {target.url!r} not followed" in attempt["error"]
+        assert len(sub.received) == 1 and target.connections == 0

@@ -1,7 +1,8 @@
 """The delivery outbox's SQL for PostgreSQL, each function inside its caller's transaction.
 
-Several relay processes may claim at once: a claim locks its due rows with `FOR UPDATE SKIP LOCKED`, so two
-claimers never take the same delivery and neither waits for the other; the lease is `next_attempt_at`.
+Several relay processes may claim at once: a claim reads the due rows, chooses within room, and takes the
+chosen ones it can lock (`FOR UPDATE SKIP LOCKED`), so two claimers never take the same delivery and neither
+waits for the other; the lease is `next_attempt_at`.
 """
 
 from __future__ import annotations
@@ -35,26 +36,48 @@ from relay.store.postgres.subscriptions import disable
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["claim", "finish", "insert", "retry"]
+__all__ = ["claim", "finish", "insert", "record", "retry"]
 
-# Due rows in time order, skipping blocked endpoints and any delivery with an earlier one of the same job to
-# the same target still unsettled (that keeps events in order); rows another claimer holds are passed over.
+# Due rows in time order, skipping blocked endpoints, the rows this claim already tried, and any delivery with
+# an earlier one of the same job to the same target still unsettled (that keeps events in order). Ordered as
+# `deliveries_due` is (equal times in the index's own order), so it reads the index and stops: ordering by id
+# too made PostgreSQL read and sort every due row. Nothing is locked: only the chosen rows are, by the take.
 _CANDIDATES_SQL = f"""
 SELECT d.id, d.endpoint FROM deliveries AS d
 WHERE d.status IN {UNSETTLED} AND d.next_attempt_at <= $1
-  AND d.endpoint <> ALL($2::text[])
+  AND d.endpoint <> ALL($2::text[]) AND d.id <> ALL($4::bigint[])
   AND NOT EXISTS (
       SELECT 1 FROM deliveries AS e
       WHERE e.source = d.source AND e.job_id = d.job_id AND e.target = d.target
         AND e.event_row < d.event_row AND e.status IN {UNSETTLED})
-ORDER BY d.next_attempt_at, d.id
+ORDER BY d.next_attempt_at
 LIMIT $3
-FOR UPDATE OF d SKIP LOCKED
 """
-_TAKE_SQL = (
-    "UPDATE deliveries SET status = 'delivering', attempts = attempts + 1, next_attempt_at = $1,"
-    f" updated_at = $2 WHERE id = ANY($3::bigint[]) RETURNING {DELIVERY_COLUMNS}"
-)
+_N_DELIVERY = DELIVERY_COLUMNS.count(",") + 1
+_S_COLUMNS = ", ".join(f"s.{column.strip()}" for column in SUBSCRIPTION_COLUMNS.split(","))
+# The chosen rows still due that no other claimer holds, taken, each with its event's body parts and its
+# subscription, in one statement.
+_TAKE_SQL = f"""
+WITH locked AS (
+    SELECT id FROM deliveries WHERE id = ANY($3::bigint[]) AND status IN {UNSETTLED} AND next_attempt_at <= $4
+    FOR UPDATE SKIP LOCKED),
+t AS (
+    UPDATE deliveries SET status = 'delivering', attempts = attempts + 1, next_attempt_at = $1,
+        updated_at = $2
+    WHERE id IN (SELECT id FROM locked) RETURNING {DELIVERY_COLUMNS})
+SELECT t.*, c.event_id, c.type, c.received_at, c.data, {_S_COLUMNS}
+FROM t LEFT JOIN callbacks AS c ON c.id = t.event_row AND c.event_id IS NOT NULL
+LEFT JOIN subscriptions AS s ON s.id = t.subscription_id
+"""
+# An attempt's record and its delivery's new state, in one statement.
+_SETTLE_SQL = f"""
+WITH recorded AS (INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6))
+UPDATE deliveries SET status = $7, next_attempt_at = $8, updated_at = $9, last_status_code = $10,
+    last_error = $11, delivered_at = COALESCE($12, delivered_at), failures = failures + $13,
+    quick_retried = quick_retried OR $14
+WHERE id = $15 AND status = 'delivering' AND attempts = $16
+RETURNING true
+"""
 # One statement for every row of a fan-out; a row already queued (same event, same target) is left alone.
 _INSERT_SQL = """
 WITH added AS (
@@ -106,25 +129,53 @@ async def claim(
     """
     if limit <= 0:
         return []
-    # Rows are locked as the cursor reaches them: a claim holds what it looked at, not the whole window.
-    cursor = await conn.cursor(_CANDIDATES_SQL, now, list(blocked), candidate_window(limit))
-    seen: list[tuple[int, str]] = []
-    while True:
-        batch = await cursor.fetch(limit)
-        seen.extend((row[0], row[1]) for row in batch)
-        ids = claimable(seen, limit=limit, per_endpoint=per_endpoint, room=room)
-        if len(ids) >= limit or len(batch) < limit:
+    # Past the rows of endpoints this claim fills it reads on for one endpoint's worth at most: each row read
+    # costs about as much as one taken.
+    window = min(candidate_window(limit), limit + per_endpoint)
+    left = {**room}
+    excluded, tried = list(blocked), list[int]()
+    taken: dict[int, tuple[Any, ...]] = {}
+    ids: list[int] = []
+    while len(ids) < limit:
+        candidates = await conn.fetch(_CANDIDATES_SQL, now, excluded, window, tried)
+        chosen = claimable(
+            ((row[0], row[1]) for row in candidates),
+            limit=limit - len(ids),
+            per_endpoint=per_endpoint,
+            room=left,
+        )
+        if not chosen:
             break
-    if not ids:
-        return []
-    taken = {row[0]: delivery_from_row(row) for row in await conn.fetch(_TAKE_SQL, now + lease_s, now, ids)}
-    deliveries = [taken[row_id] for row_id in ids]  # in the candidates' order
-    subscriptions = await _subscriptions(conn, {d.subscription_id for d in deliveries} - {None})
-    bodies = await _bodies(conn, {d.event_row for d in deliveries})
+        for row in await conn.fetch(_TAKE_SQL, now + lease_s, now, chosen, now):
+            taken[row[0]] = tuple(row)
+        kept = [row_id for row_id in chosen if row_id in taken]
+        ids += kept
+        if len(kept) == len(chosen):
+            break
+        # Another claimer holds some of them: read on past those, with the room this claim has used.
+        tried += [row_id for row_id in chosen if row_id not in taken]
+        for row_id in kept:
+            endpoint = delivery_from_row(taken[row_id]).endpoint
+            left[endpoint] = left.get(endpoint, per_endpoint) - 1
+        excluded = [*blocked, *(endpoint for endpoint, n in left.items() if n <= 0)]
+    bodies: dict[int, bytes | None] = {}
+    subscriptions: dict[str, Subscription] = {}
     claims: list[Claim] = []
-    for delivery in deliveries:
+    for row_id in ids:  # in the candidates' order
+        row = taken[row_id]
+        delivery = delivery_from_row(row)
+        event_id, event_type, received_at, data = row[_N_DELIVERY : _N_DELIVERY + 4]
+        if delivery.event_row not in bodies:
+            bodies[delivery.event_row] = (
+                None
+                if event_id is None
+                else delivery_body(delivery.event_row, event_id, event_type, received_at, _raw(data))
+            )
+        subscription_row = row[_N_DELIVERY + 4 :]
+        if subscription_row[0] is not None and subscription_row[0] not in subscriptions:
+            subscriptions[subscription_row[0]] = subscription_from_row(subscription_row)
         subscription = subscriptions.get(delivery.subscription_id or "")
-        outcome = dispatch(delivery, subscription, bodies.get(delivery.event_row), now)
+        outcome = dispatch(delivery, subscription, bodies[delivery.event_row], now)
         if isinstance(outcome, str):
             await conn.execute(
                 "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, last_error = $1,"
@@ -138,24 +189,6 @@ async def claim(
     return claims
 
 
-async def _subscriptions(conn: Connection, ids: Collection[str | None]) -> dict[str, Subscription]:
-    """The subscriptions still there among `ids`, by id."""
-    if not ids:
-        return {}
-    rows = await conn.fetch(f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ANY($1)", list(ids))
-    return {row[0]: subscription_from_row(row) for row in rows}
-
-
-async def _bodies(conn: Connection, event_rows: Collection[int]) -> dict[int, bytes]:
-    """The delivery bodies of the events still there among `event_rows`, by row."""
-    rows = await conn.fetch(
-        "SELECT id, event_id, type, received_at, data FROM callbacks"
-        " WHERE id = ANY($1::bigint[]) AND event_id IS NOT NULL",
-        list(event_rows),
-    )
-    return {row[0]: delivery_body(row[0], row[1], row[2], row[3], _raw(row[4])) for row in rows}
-
-
 def _raw(data: Any) -> bytes:
     """Stored JSON as bytes, whether the column hands back bytes or text."""
     return data if isinstance(data, bytes) else str(data).encode()
@@ -163,29 +196,36 @@ def _raw(data: Any) -> bytes:
 
 async def finish(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]:
     """Record attempts and their deliveries' new states; False for each whose claim `token` was lost."""
-    # In delivery order, so two transactions settling the same deliveries lock them alike, never crosswise.
-    order = sorted(range(len(results)), key=lambda i: results[i].delivery_id)
-    kept = {i: await _finish(conn, results[i]) for i in order}
-    return [kept[i] for i in range(len(results))]
+    kept = {}
+    for i in _in_delivery_order(results):
+        kept[i] = await conn.fetchval(
+            _SETTLE_SQL, *attempt_values(results[i]), *settlement_values(results[i])
+        )
+    await _disable_refused(conn, results)
+    return [kept[i] is not None for i in range(len(results))]
 
 
-async def _finish(conn: Connection, result: AttemptResult) -> bool:
-    await conn.execute(
-        f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-        *attempt_values(result),
+async def record(conn: Connection, results: Sequence[AttemptResult]) -> None:
+    """`finish` without telling which claims were lost: the statements go out together, in one round trip."""
+    if not results:
+        return
+    order = _in_delivery_order(results)
+    await conn.executemany(
+        _SETTLE_SQL, [(*attempt_values(results[i]), *settlement_values(results[i])) for i in order]
     )
-    # The token guard: a claim whose lease ran out and was taken again has a smaller `attempts`.
-    kept = await conn.fetchval(
-        "UPDATE deliveries SET status = $1, next_attempt_at = $2, updated_at = $3, last_status_code = $4,"
-        " last_error = $5, delivered_at = COALESCE($6, delivered_at), failures = failures + $7,"
-        " quick_retried = quick_retried OR $8 WHERE id = $9 AND status = 'delivering' AND attempts = $10"
-        " RETURNING true",
-        *settlement_values(result),
-    )
-    if result.disable_subscription is not None and result.subscription_id is not None:
-        # As on SQLite, a 410 disables the subscription even when it answers a lost claim.
-        await disable(conn, result.subscription_id, result.disable_subscription, ended_at(result.attempt))
-    return kept is not None
+    await _disable_refused(conn, results)
+
+
+def _in_delivery_order(results: Sequence[AttemptResult]) -> list[int]:
+    # So two transactions settling the same deliveries lock them alike, never crosswise.
+    return sorted(range(len(results)), key=lambda i: results[i].delivery_id)
+
+
+async def _disable_refused(conn: Connection, results: Sequence[AttemptResult]) -> None:
+    """Disable the subscriptions an answer refused (410), as on SQLite even when it answers a lost claim."""
+    for result in results:
+        if result.disable_subscription is not None and result.subscription_id is not None:
+            await disable(conn, result.subscription_id, result.disable_subscription, ended_at(result.attempt))
 
 
 async def retry(conn: Connection, delivery_id: int, now: float) -> Delivery | None:

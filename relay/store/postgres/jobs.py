@@ -1,4 +1,5 @@
-"""Jobs for PostgreSQL: the SQL of a callback, a registration, a history entry, and the sweeper's.
+"""Jobs for PostgreSQL: the SQL of a callback, a registration, a history entry and retention (time-outs are
+in timeouts.py).
 
 Each function runs inside the caller's transaction; the job's row is locked (`FOR UPDATE`) before a rule of
 relay/domain/jobs.py decides what to write, so two callbacks for one job on two connections take turns.
@@ -12,73 +13,91 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relay.domain.jobs import (
-    JobChange,
     apply_callback,
     merge_registration,
     new_event_id,
     new_job_from_callback,
     reconcile_at,
-    time_out_entry,
 )
-from relay.domain.jobs import time_out as timed_out
 from relay.models import Callback, Event, IngestOutcome, Job, Registration
 from relay.store.numbered import numbered
-from relay.store.postgres.notify import notify_job
-from relay.store.postgres.outbox import backfill_deliveries, queue_deliveries
+from relay.store.postgres.notify import job_payload, notify_job_sql
+from relay.store.postgres.outbox import backfill_deliveries, queue_deliveries_to
+from relay.store.postgres.subscriptions import recipient_from_row
 from relay.store.rows import SELECT_JOB, dump, job_from_row
 
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["ingest_callback", "purge_finished", "register_job", "time_out"]
+__all__ = [
+    "LOCK_JOB",
+    "MOVED",
+    "ingest_callback",
+    "moved",
+    "purge_finished",
+    "record_entry",
+    "register_job",
+    "write_job",
+]
 
-_LOCK_JOB = numbered(f"{SELECT_JOB} FOR UPDATE")
+LOCK_JOB = numbered(f"{SELECT_JOB} FOR UPDATE")
 
 # The columns a rule of relay/domain/jobs.py may move, in the order `_moved` gives their values.
-_MOVED = (
+MOVED = (
     "status, late, result, error, metadata, subscribers, timeout_s, updated_at, finished_at, deadline,"
     " callbacks"
 )
 _INSERT_JOB = (
-    f"INSERT INTO jobs (source, job_id, created_at, reconcile_at, {_MOVED})"
+    f"INSERT INTO jobs (source, job_id, created_at, reconcile_at, {MOVED})"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     " ON CONFLICT (source, job_id) DO NOTHING RETURNING id"
 )
-_UPDATE_JOB = f"UPDATE jobs SET ({_MOVED}) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) WHERE id = $1"
-# A time-out's: the early reconcile is not asked of a job that is over.
-_TIME_OUT_JOB = (
-    f"UPDATE jobs SET ({_MOVED}, reconcile_at) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)"
-    " WHERE id = $1"
-)
+# A callback's first word about a job: the insert also tells other processes (NOTIFY is sent at COMMIT), in
+# the same round trip.
+_INSERT_JOB_NOTIFYING = f"{_INSERT_JOB}, {notify_job_sql('$16')}"
+_UPDATE_JOB = f"UPDATE jobs SET ({MOVED}) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) WHERE id = $1"
+_UPDATE_JOB_NOTIFYING = f"{_UPDATE_JOB} RETURNING {notify_job_sql('$13')}"
 _RECORD = (
     "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body, event_id, type, data)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_row, delivery_id) DO NOTHING RETURNING id"
 )
+# An entry with its event, and the subscriptions fan-out matches it against, in one round trip: no row when
+# the entry was a redelivery, else one per enabled subscription (or one of NULLs when there is none).
+_RECORD_EVENT = f"""WITH entry AS ({_RECORD})
+SELECT entry.id, s.id, s.url, s.source, s.events
+FROM entry LEFT JOIN subscriptions s ON s.disabled_at IS NULL"""
 
 
-def _moved(job: Job) -> tuple[Any, ...]:
-    """The values of `_MOVED` for `job`."""
+def moved(job: Job) -> tuple[Any, ...]:
+    """The values of `MOVED` for `job`."""
     json = (dump(job.result), job.error, orjson.dumps(job.metadata), orjson.dumps(list(job.subscribers)))
     times = (job.timeout_s, job.updated_at, job.finished_at, job.deadline)
     return (job.status.value, job.late, *json, *times, job.callbacks)
 
 
-async def _insert(conn: Connection, job: Job, reconcile_after_s: float | None) -> Job | None:
-    """Insert a new job; None when it is known already (perhaps made by a transaction just committed)."""
+async def _insert(
+    conn: Connection, job: Job, reconcile_after_s: float | None, notifying: bool = False
+) -> Job | None:
+    """Insert a new job (`notifying`: and tell other processes it changed); None when it is known already
+    (perhaps made by a transaction just committed)."""
     reconcile = reconcile_at(job, reconcile_after_s)
-    row_id = await conn.fetchval(_INSERT_JOB, job.source, job.job_id, job.created_at, reconcile, *_moved(job))
+    values = (job.source, job.job_id, job.created_at, reconcile, *moved(job))
+    if notifying:
+        row_id = await conn.fetchval(_INSERT_JOB_NOTIFYING, *values, job_payload(job.source, job.job_id))
+    else:
+        row_id = await conn.fetchval(_INSERT_JOB, *values)
     # Built for this insert, the job is held by nobody else yet: its row id is set in place.
     if row_id is not None:
         object.__setattr__(job, "row_id", row_id)
     return None if row_id is None else job
 
 
-async def _write(conn: Connection, job: Job, sql: str = _UPDATE_JOB) -> None:
-    """Store the job as a rule answered it."""
-    await conn.execute(sql, job.row_id, *_moved(job))
+async def write_job(conn: Connection, job: Job, sql: str = _UPDATE_JOB, *more: Any) -> None:
+    """Store the job as a rule answered it (`more`: the values `sql` binds after the job's)."""
+    await conn.execute(sql, job.row_id, *moved(job), *more)
 
 
-async def _record(
+async def record_entry(
     conn: Connection, job_row: int, cb: Callback, now: float, changed: Job | None
 ) -> int | None:
     """Keep one history entry, and when it changed the job (`changed`, as it now stands) the change's event
@@ -88,10 +107,11 @@ async def _record(
         return None if await conn.fetchval(_RECORD, *head, None, None, None) is None else 0
     kind = Event.type_for(changed.status)
     event = Event(0, new_event_id(now), changed.source, changed.job_id, kind, now, changed.to_public())
-    entry = await conn.fetchval(_RECORD, *head, event.event_id, kind, orjson.dumps(event.data))
-    if entry is None:
+    rows = await conn.fetch(_RECORD_EVENT, *head, event.event_id, kind, orjson.dumps(event.data))
+    if not rows:
         return None
-    return await queue_deliveries(conn, replace(event, id=entry), changed, now)
+    everyone = [recipient_from_row(row[1:]) for row in rows if row[1] is not None]
+    return await queue_deliveries_to(conn, replace(event, id=rows[0][0]), changed, now, everyone)
 
 
 async def ingest_callback(
@@ -99,23 +119,26 @@ async def ingest_callback(
 ) -> IngestOutcome:
     """Store a callback and apply it to its job, creating the job if this is its first word."""
     while True:  # again only if the job was purged between the insert and the lock
-        created = await _insert(conn, new_job_from_callback(source, cb, now, timeout_s), reconcile_after_s)
+        job = new_job_from_callback(source, cb, now, timeout_s)
+        created = await _insert(conn, job, reconcile_after_s, notifying=True)
         if created is not None:
-            queued = await _record(conn, created.row_id, cb, now, created)
-            await notify_job(conn, source, cb.job_id)
+            queued = await record_entry(conn, created.row_id, cb, now, created)
             return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
         # The row exists (the insert saw it, committed): lock it, so the rule sees the last change made.
-        row = await conn.fetchrow(_LOCK_JOB, source, cb.job_id)
+        row = await conn.fetchrow(LOCK_JOB, source, cb.job_id)
         if row is not None:
             break
     before = job_from_row(row)
     change = apply_callback(before, cb, now, timeout_s)
-    queued = await _record(conn, before.row_id, cb, now, change.job if change.changed else None)
+    queued = await record_entry(conn, before.row_id, cb, now, change.job if change.changed else None)
     if queued is None:  # a redelivery: already kept, changes nothing
         return IngestOutcome(before, duplicate=True, changed=False)
-    await _write(conn, change.job)
     if change.changed:
-        await notify_job(conn, source, cb.job_id)
+        await conn.execute(
+            _UPDATE_JOB_NOTIFYING, change.job.row_id, *moved(change.job), job_payload(source, cb.job_id)
+        )
+    else:
+        await write_job(conn, change.job)
     return change.outcome(queued)
 
 
@@ -124,29 +147,17 @@ async def register_job(
 ) -> tuple[Job, bool]:
     """Create the registered job or merge into the known one; answer it and whether it was created."""
     while True:  # at most twice: a job made meanwhile by another transaction is then found and locked
-        row = await conn.fetchrow(_LOCK_JOB, reg.source, reg.job_id)
+        row = await conn.fetchrow(LOCK_JOB, reg.source, reg.job_id)
         before = None if row is None else job_from_row(row)
         change = merge_registration(before, reg, now, timeout_s)
         if before is not None:
-            await _write(conn, change.job)
+            await write_job(conn, change.job)
             # Subscribers added after the job finished still get its final event.
             await backfill_deliveries(conn, change.job, change.new_subscribers, now)
             return change.job, False
         created = await _insert(conn, change.job, reconcile_after_s)
         if created is not None:
             return created, True
-
-
-async def time_out(conn: Connection, source: str, job_id: str, now: float) -> IngestOutcome | None:
-    """Mark the job timed_out if it is still open and overdue now; None when a callback got there first."""
-    row = await conn.fetchrow(_LOCK_JOB, source, job_id)
-    change: JobChange | None = None if row is None else timed_out(job_from_row(row), now)
-    if change is None:
-        return None
-    await _write(conn, change.job, _TIME_OUT_JOB)
-    queued = await _record(conn, change.job.row_id, time_out_entry(change.job), now, change.job)
-    await notify_job(conn, source, job_id)
-    return change.outcome(queued or 0)
 
 
 async def purge_finished(conn: Connection, before: float, limit: int) -> int:

@@ -24,7 +24,15 @@ from relay.store.changes import Changes
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["JOBS_CHANNEL", "OUTBOX_CHANNEL", "Listener", "notify_job", "notify_outbox"]
+__all__ = [
+    "JOBS_CHANNEL",
+    "OUTBOX_CHANNEL",
+    "Listener",
+    "job_payload",
+    "notify_job",
+    "notify_job_sql",
+    "notify_outbox",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +42,20 @@ OUTBOX_CHANNEL = "relay_outbox"  # empty payload: one per transaction however ma
 CHECK_S = 2.0
 
 
+def job_payload(source: str, job_id: str) -> str:
+    """What a job's notification carries."""
+    return orjson.dumps([source, job_id]).decode()
+
+
+def notify_job_sql(payload_param: str) -> str:
+    """The expression that notifies with the payload bound at `payload_param` (e.g. in a RETURNING list,
+    so a statement that changes a job also tells of it, in one round trip)."""
+    return f"pg_notify('{JOBS_CHANNEL}', {payload_param})"
+
+
 async def notify_job(conn: Connection, source: str, job_id: str) -> None:
     """Tell every listening process, at COMMIT, that the job changed."""
-    await conn.execute("SELECT pg_notify($1, $2)", JOBS_CHANNEL, orjson.dumps([source, job_id]).decode())
+    await conn.execute(f"SELECT {notify_job_sql('$1')}", job_payload(source, job_id))
 
 
 async def notify_outbox(conn: Connection) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from relay.domain.outbox import backfill_targets, backfilled_events, targets_for
+from relay.domain.outbox import Recipient, backfill_targets, backfilled_events, targets_for
 from relay.models import Event, Job
 from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
 from relay.store.numbered import numbered
@@ -29,7 +29,7 @@ from relay.store.rows import BACKFILL_EVENTS_SQL, events_from_rows
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["OutboxMethods", "backfill_deliveries", "queue_deliveries"]
+__all__ = ["OutboxMethods", "backfill_deliveries", "queue_deliveries", "queue_deliveries_to"]
 
 _ATTEMPTS_SQL = (
     f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ANY($1::bigint[]) ORDER BY id"
@@ -40,8 +40,14 @@ _GET_SUBSCRIPTION_SQL = numbered(GET_SUBSCRIPTION_SQL)
 
 async def queue_deliveries(conn: asyncpg.Connection, event: Event, job: Job, now: float) -> int:
     """Queue `event` for every subscriber that wants it, due now; answer how many deliveries were made."""
-    targets = targets_for(event.type, job, await subscriptions.recipients(conn))
-    return await deliveries.insert(conn, [event], targets, now)
+    return await queue_deliveries_to(conn, event, job, now, await subscriptions.recipients(conn))
+
+
+async def queue_deliveries_to(
+    conn: asyncpg.Connection, event: Event, job: Job, now: float, everyone: Sequence[Recipient]
+) -> int:
+    """As `queue_deliveries`, with the enabled subscriptions already read in this transaction."""
+    return await deliveries.insert(conn, [event], targets_for(event.type, job, everyone), now)
 
 
 async def backfill_deliveries(
@@ -97,7 +103,7 @@ class OutboxMethods:
     ) -> list[Claim]:
         async with self._pool.acquire() as conn, conn.transaction():
             # Recorded first: a job's next event, held behind the one just delivered, is taken in this round.
-            await deliveries.finish(conn, finished)
+            await deliveries.record(conn, finished)
             return await deliveries.claim(
                 conn, now, limit=limit, lease_s=lease_s, per_endpoint=per_endpoint, room=room, blocked=blocked
             )

@@ -4,7 +4,7 @@ it returns. The outbox half (`OutboxMethods`) is in outbox.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -13,8 +13,9 @@ from relay.errors import ServiceUnavailable
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 from relay.store.changes import Changes
+from relay.store.leases import RELEASE_LEASE_SQL, TAKE_LEASE_SQL, HeldLeases
 from relay.store.numbered import numbered
-from relay.store.postgres import jobs
+from relay.store.postgres import jobs, timeouts
 from relay.store.postgres.migrations import migrate
 from relay.store.postgres.notify import Listener
 from relay.store.postgres.outbox import OutboxMethods
@@ -44,8 +45,16 @@ _RECONCILE_DUE_SQL = (
     f"SELECT {JOB_COLUMNS} FROM jobs WHERE reconcile_at IS NOT NULL AND {OPEN} AND reconcile_at <= $1"
     " ORDER BY reconcile_at LIMIT $2"
 )
+_TAKE_LEASE_SQL = numbered(TAKE_LEASE_SQL)
+_RELEASE_LEASE_SQL = numbered(RELEASE_LEASE_SQL)
 # How long a health check waits for a connection and an answer before it calls the database down.
 _PING_S = 2.0
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pooled connection goes back as it is: relay leaves no session state on one (no SET, LISTEN,
+    session lock or cursor outlives its transaction), so asyncpg's reset query would be a wasted round trip
+    per use."""
 
 
 class PostgresStore(OutboxMethods):
@@ -58,6 +67,7 @@ class PostgresStore(OutboxMethods):
         self._url = url
         self._listen = listen
         self._listener: Listener | None = None
+        self._leases = HeldLeases()
 
     @classmethod
     async def open(
@@ -65,7 +75,9 @@ class PostgresStore(OutboxMethods):
     ) -> PostgresStore:
         """Connect a pool to the database at `url` and apply its pending migrations; with `listen`, the
         change feed hears other processes' commits (off behind PgBouncer in transaction mode)."""
-        pool = await asyncpg.create_pool(url, min_size=min(pool_min, pool_max), max_size=pool_max)
+        pool = await asyncpg.create_pool(
+            url, min_size=min(pool_min, pool_max), max_size=pool_max, reset=_keep_session
+        )
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
@@ -136,7 +148,10 @@ class PostgresStore(OutboxMethods):
         return [job_from_row(row) for row in await self._pool.fetch(_RECONCILE_DUE_SQL, now, limit)]
 
     async def time_out(self, source: str, job_id: str, now: float) -> IngestOutcome | None:
-        return await self._in_transaction(jobs.time_out, source, job_id, now)
+        return await self._in_transaction(timeouts.time_out, source, job_id, now)
+
+    async def time_out_many(self, overdue: Sequence[Job], now: float) -> list[IngestOutcome | None]:
+        return await self._in_transaction(timeouts.time_out_many, list(overdue), now)
 
     async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:
         status: str = await self._pool.execute(
@@ -155,6 +170,16 @@ class PostgresStore(OutboxMethods):
     async def purge_finished(self, before: float, limit: int) -> int:
         return await self._in_transaction(jobs.purge_finished, before, limit)
 
+    # Leases: SQL in ../leases.py.
+
+    async def take_lease(self, name: str, holder: str, now: float, ttl_s: float) -> bool:
+        status: str = await self._pool.execute(_TAKE_LEASE_SQL, name, holder, now + ttl_s, now)
+        return self._leases.note(name, holder, status != "INSERT 0 0")
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._pool.execute(_RELEASE_LEASE_SQL, name, holder)
+        self._leases.forget(name, holder)
+
     async def ping(self) -> None:
         try:
             async with asyncio.timeout(_PING_S), self._pool.acquire() as conn:
@@ -172,6 +197,7 @@ class PostgresStore(OutboxMethods):
             )
 
     async def close(self) -> None:
+        await self._leases.release_all(self.release_lease)
         if self._listener is not None:
             await self._listener.close()
         await self._pool.close()

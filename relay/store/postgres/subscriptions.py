@@ -19,6 +19,7 @@ __all__ = [
     "create_subscription",
     "delete_subscription",
     "disable",
+    "recipient_from_row",
     "recipients",
     "rotate_secret",
 ]
@@ -32,7 +33,12 @@ def _event_types(stored: Any) -> list[str] | None:
 async def recipients(conn: Connection) -> list[Recipient]:
     """Every enabled subscription, read in the caller's transaction (so its own changes count)."""
     rows = await conn.fetch("SELECT id, url, source, events FROM subscriptions WHERE disabled_at IS NULL")
-    return [recipient(row[0], row[1], row[2], _event_types(row[3])) for row in rows]
+    return [recipient_from_row(row) for row in rows]
+
+
+def recipient_from_row(row: Sequence[Any]) -> Recipient:
+    """A recipient from a subscription's `id, url, source, events`."""
+    return recipient(row[0], row[1], row[2], _event_types(row[3]))
 
 
 async def create_subscription(

@@ -7,6 +7,7 @@ what relay/domain/jobs.py answers. Rows are mapped to jobs in relay/store/rows.p
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 import orjson
 
@@ -20,9 +21,11 @@ from relay.domain.jobs import (
     time_out_entry,
 )
 from relay.domain.jobs import time_out as timed_out
+from relay.domain.outbox import targets_for
 from relay.models import Callback, Event, IngestOutcome, Job, Registration
 from relay.store.rows import JOB_COLUMNS, OPEN, SELECT_JOB, dump, job_from_row
 from relay.store.sqlite.outbox import backfill, fan_out
+from relay.store.sqlite.subscriptions import recipients
 
 __all__ = [
     "OVERDUE_SQL",
@@ -33,6 +36,7 @@ __all__ = [
     "purge_finished",
     "register_job",
     "time_out",
+    "time_out_many",
 ]
 
 
@@ -216,13 +220,51 @@ def time_out(conn: sqlite3.Connection, source: str, job_id: str, now: float) -> 
     if change is None:
         return None
     job = change.job
-    conn.execute(
-        "UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?, reconcile_at = NULL, callbacks = ?"
-        " WHERE id = ?",
-        (job.status.value, job.updated_at, job.finished_at, job.callbacks, job.row_id),
-    )
+    conn.execute(_TIME_OUT_JOB, _time_out_values(job))
     queued = record_callback(conn, job.row_id, time_out_entry(job), now, changed=job)  # always kept
     return change.outcome(queued or 0)
+
+
+_SELECT_JOB_BY_ROW = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+# What a time-out moves (the early reconcile is not asked of a job that is over).
+_TIME_OUT_JOB = (
+    "UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?, reconcile_at = NULL, callbacks = ?"
+    " WHERE id = ?"
+)
+
+
+def _time_out_values(job: Job) -> tuple[object, ...]:
+    return (job.status.value, job.updated_at, job.finished_at, job.callbacks, job.row_id)
+
+
+def time_out_many(conn: sqlite3.Connection, jobs: Sequence[Job], now: float) -> list[IngestOutcome | None]:
+    """`time_out` of each job, in the one transaction of the caller's batch. Each is read again by its row
+    (the overdue read just had its page in hand), decided, then written: one statement for the jobs and one
+    for the history entries of the events that queue nothing (most: no subscriber wants them); an event
+    with deliveries is recorded as `time_out` records it."""
+    changes: dict[int, JobChange] = {}
+    for job in {job.row_id: job for job in jobs}.values():  # each row once
+        row = conn.execute(_SELECT_JOB_BY_ROW, (job.row_id,)).fetchone()
+        # The row may hold another job by now (its own purged, the row id reused): that one is left alone.
+        if row is None or (row[1], row[2]) != (job.source, job.job_id):
+            continue
+        if (change := timed_out(job_from_row(row), now)) is not None:
+            changes[job.row_id] = change
+    conn.executemany(_TIME_OUT_JOB, [_time_out_values(change.job) for change in changes.values()])
+    everyone, quiet, queued = recipients(conn), [], {}
+    for row_id, change in changes.items():
+        timed = change.job
+        entry = time_out_entry(timed)
+        if targets_for(Event.type_for(timed.status), timed, everyone):
+            queued[row_id] = record_callback(conn, row_id, entry, now, changed=timed) or 0
+            continue
+        event = (new_event_id(now), Event.type_for(timed.status), orjson.dumps(timed.to_public()))
+        quiet.append((row_id, entry.delivery_id, now, entry.status.value, entry.via, entry.body, *event))
+    conn.executemany(_RECORD_WITH_EVENT, quiet)
+    # A job listed twice is timed out once: its first listing has the answer.
+    return [
+        changes.pop(j.row_id).outcome(queued.get(j.row_id, 0)) if j.row_id in changes else None for j in jobs
+    ]
 
 
 def extend_deadline(conn: sqlite3.Connection, source: str, job_id: str, deadline: float) -> bool:

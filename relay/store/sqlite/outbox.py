@@ -8,7 +8,7 @@ never stored without its deliveries queued. How rows map to models is in relay/s
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 
@@ -61,9 +61,20 @@ WHERE d.status IN {UNSETTLED} AND d.next_attempt_at <= ?
 ORDER BY d.next_attempt_at, d.id
 LIMIT ?
 """
+# One statement per claim for the rows taken, and one for their events' bodies (ids as a JSON array).
 _TAKE_SQL = (
     "UPDATE deliveries SET status = 'delivering', attempts = attempts + 1, next_attempt_at = ?,"
-    f" updated_at = ? WHERE id = ? RETURNING {DELIVERY_COLUMNS}"
+    f" updated_at = ? WHERE id IN (SELECT value FROM json_each(?)) RETURNING {DELIVERY_COLUMNS}"
+)
+_BODIES_SQL = (
+    "SELECT id, event_id, type, received_at, data FROM callbacks"
+    " WHERE id IN (SELECT value FROM json_each(?)) AND event_id IS NOT NULL"
+)
+_INSERT_ATTEMPT = f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+_SETTLE_SQL = (
+    "UPDATE deliveries SET status = ?, next_attempt_at = ?, updated_at = ?, last_status_code = ?,"
+    " last_error = ?, delivered_at = COALESCE(?, delivered_at), failures = failures + ?,"
+    " quick_retried = MAX(quick_retried, ?) WHERE id = ? AND status = 'delivering' AND attempts = ?"
 )
 _INSERT_DELIVERY = (
     "INSERT OR IGNORE INTO deliveries (event_row, event_id, event_type, source, job_id, subscription_id,"
@@ -136,35 +147,55 @@ def claim(
     """
     finish(conn, finished)
     candidates = conn.execute(_CANDIDATES_SQL, (now, orjson.dumps(list(blocked)), candidate_window(limit)))
-    ids = claimable(candidates, limit=limit, per_endpoint=per_endpoint, room=room)
-    claims: list[Claim] = []
-    bodies: dict[int, bytes | None] = {}
+    ids = claimable(
+        _until_passed_over(candidates, room, per_endpoint), limit=limit, per_endpoint=per_endpoint, room=room
+    )
+    if not ids:
+        return []
+    taken = {
+        row[0]: delivery_from_row(row)
+        for row in conn.execute(_TAKE_SQL, (now + lease_s, now, orjson.dumps(ids))).fetchall()
+    }
+    deliveries = [taken[row_id] for row_id in ids]  # in the candidates' order
+    bodies = {
+        row[0]: delivery_body(row[0], row[1], row[2], row[3], row[4])
+        for row in conn.execute(_BODIES_SQL, (orjson.dumps(list({d.event_row for d in deliveries})),))
+    }
     subscriptions: dict[str, Subscription | None] = {}
-    for row_id in ids:
-        delivery = delivery_from_row(conn.execute(_TAKE_SQL, (now + lease_s, now, row_id)).fetchone())
+    claims: list[Claim] = []
+    for delivery in deliveries:
         subscription = None
         if delivery.subscription_id is not None:
             if delivery.subscription_id not in subscriptions:
                 row = conn.execute(GET_SUBSCRIPTION_SQL, (delivery.subscription_id,)).fetchone()
                 subscriptions[delivery.subscription_id] = None if row is None else subscription_from_row(row)
             subscription = subscriptions[delivery.subscription_id]
-        if delivery.event_row not in bodies:
-            bodies[delivery.event_row] = _body(conn, delivery.event_row)
-        taken = dispatch(delivery, subscription, bodies[delivery.event_row], now)
-        if isinstance(taken, str):
-            _give_up(conn, row_id, now, taken)
+        taken_now = dispatch(delivery, subscription, bodies.get(delivery.event_row), now)
+        if isinstance(taken_now, str):
+            _give_up(conn, delivery.id, now, taken_now)
         else:
-            claims.append(taken)
+            claims.append(taken_now)
     return claims
 
 
-def _body(conn: sqlite3.Connection, event_row: int) -> bytes | None:
-    """An event's delivery body, or None when the event is gone."""
-    row = conn.execute(
-        "SELECT event_id, type, received_at, data FROM callbacks WHERE id = ? AND event_id IS NOT NULL",
-        (event_row,),
-    ).fetchone()
-    return None if row is None else delivery_body(event_row, row[0], row[1], row[2], row[3])
+def _until_passed_over(
+    candidates: Iterable[tuple[int, str]], room: Mapping[str, int], per_endpoint: int
+) -> Iterator[tuple[int, str]]:
+    """The candidates, ending once `per_endpoint` of them belonged to endpoints this claim has filled.
+
+    Each row read costs about what a taken one does; rows of other endpoints queued behind more of a full
+    endpoint's rows than that wait for a later round, as they did behind a window of 4 x limit rows.
+    """
+    counted: dict[str, int] = {}
+    passed_over = 0
+    for row_id, endpoint in candidates:
+        n = counted.get(endpoint, 0)
+        if n >= room.get(endpoint, per_endpoint):
+            passed_over += 1
+            if passed_over > per_endpoint:
+                return
+        counted[endpoint] = n + 1
+        yield row_id, endpoint
 
 
 def _give_up(conn: sqlite3.Connection, row_id: int, now: float, error: str) -> None:
@@ -178,22 +209,14 @@ def _give_up(conn: sqlite3.Connection, row_id: int, now: float, error: str) -> N
 
 def finish(conn: sqlite3.Connection, results: Sequence[AttemptResult]) -> list[bool]:
     """Record attempts and their deliveries' new states; False for each whose claim `token` was lost."""
-    return [_finish(conn, result) for result in results]
-
-
-def _finish(conn: sqlite3.Connection, result: AttemptResult) -> bool:
-    conn.execute(
-        f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", attempt_values(result)
-    )
-    updated = conn.execute(
-        "UPDATE deliveries SET status = ?, next_attempt_at = ?, updated_at = ?, last_status_code = ?,"
-        " last_error = ?, delivered_at = COALESCE(?, delivered_at), failures = failures + ?,"
-        " quick_retried = MAX(quick_retried, ?) WHERE id = ? AND status = 'delivering' AND attempts = ?",
-        settlement_values(result),
-    ).rowcount
-    if result.disable_subscription is not None and result.subscription_id is not None:
-        disable(conn, result.subscription_id, result.disable_subscription, ended_at(result.attempt))
-    return bool(updated)
+    if not results:
+        return []
+    conn.executemany(_INSERT_ATTEMPT, [attempt_values(result) for result in results])
+    kept = [bool(conn.execute(_SETTLE_SQL, settlement_values(result)).rowcount) for result in results]
+    for result in results:
+        if result.disable_subscription is not None and result.subscription_id is not None:
+            disable(conn, result.subscription_id, result.disable_subscription, ended_at(result.attempt))
+    return kept
 
 
 def retry(conn: sqlite3.Connection, delivery_id: int, now: float) -> Delivery | None:

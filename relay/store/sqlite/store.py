@@ -15,6 +15,7 @@ from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
 from relay.store.changes import Changes
+from relay.store.leases import HeldLeases
 from relay.store.outbox_rows import (
     GET_SUBSCRIPTION_SQL,
     LIST_SUBSCRIPTIONS_SQL,
@@ -33,7 +34,7 @@ from relay.store.rows import (
     list_jobs_sql,
     listed_events,
 )
-from relay.store.sqlite import outbox, subscriptions
+from relay.store.sqlite import leases, outbox, subscriptions
 from relay.store.sqlite.jobs import (
     OVERDUE_SQL,
     RECONCILE_DUE_SQL,
@@ -43,6 +44,7 @@ from relay.store.sqlite.jobs import (
     purge_finished,
     register_job,
     time_out,
+    time_out_many,
 )
 from relay.store.sqlite.migrations import migrate
 from relay.store.sqlite.reads import GET_DELIVERY_SQL, attempts_sql
@@ -84,6 +86,7 @@ class SQLiteStore:
         self._synchronous = synchronous
         self.writer = GroupCommitWriter(self._connect_writer)
         self._reader: aiosqlite.Connection | None = None
+        self._leases = HeldLeases()
 
     @classmethod
     async def open(cls, path: str, *, synchronous: str = "full") -> SQLiteStore:
@@ -162,6 +165,9 @@ class SQLiteStore:
     async def time_out(self, source: str, job_id: str, now: float) -> IngestOutcome | None:
         return await self.writer.run(time_out, source, job_id, now)
 
+    async def time_out_many(self, jobs: Sequence[Job], now: float) -> list[IngestOutcome | None]:
+        return await self.writer.run_bulk(time_out_many, list(jobs), now)
+
     async def extend_deadline(self, source: str, job_id: str, deadline: float) -> bool:
         return await self.writer.run(extend_deadline, source, job_id, deadline)
 
@@ -170,6 +176,16 @@ class SQLiteStore:
 
     async def purge_finished(self, before: float, limit: int) -> int:
         return await self.writer.run_bulk(purge_finished, before, limit)
+
+    # Leases: SQL in ../leases.py.
+
+    async def take_lease(self, name: str, holder: str, now: float, ttl_s: float) -> bool:
+        taken = await self.writer.run(leases.take_lease, name, holder, now, ttl_s)
+        return self._leases.note(name, holder, taken)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self.writer.run(leases.release_lease, name, holder)
+        self._leases.forget(name, holder)
 
     # Subscriptions and deliveries: SQL in subscriptions.py, outbox.py, reads.py and ../outbox_rows.py.
 
@@ -273,6 +289,7 @@ class SQLiteStore:
         return None  # one process: the in-process hub hears every change
 
     async def close(self) -> None:
+        await self._leases.release_all(self.release_lease)
         await self.writer.close()
         if self._reader is not None:
             await self._reader.close()

@@ -68,10 +68,13 @@ def test_derived_delivery_ids_never_collide(a: tuple[str, str], b: tuple[str, st
         ({"a": 1}, '{"a":1}'),
         (["x"], '["x"]'),
         (3, "3"),
+        ("CUDA \x00 error", "CUDA \ufffd error"),
+        ({"e": "a\x00b"}, '{"e":"a\\u0000b"}'),
     ],
 )
 def test_error_text(value: object, text: str | None) -> None:
-    """Provider error fields become text: empty ones none, strings as they are, anything else as JSON."""
+    """Provider error fields become text: empty ones none, strings as they are (a NUL as U+FFFD), anything
+    else as JSON."""
     assert error_text(value) == text
 
 
