@@ -52,11 +52,11 @@ from _harness import (
     SERVER_CPU,
     Connection,
     Server,
-    free_port,
     median,
     raise_nofile,
     run,
     scratch_postgres,
+    serve,
     setup,
     signed_callback,
     write_json,
@@ -286,23 +286,9 @@ async def database(backend: str, workdir: Path) -> AsyncIterator[str]:
 def relay_serve(workdir: Path, url: str, package_dir: Path | None = None) -> Iterator[Server]:
     """`relay serve` on `url` with default delivery settings, loopback subscribers allowed, on the sender CPU
     (the relay package of `package_dir` when given)."""
-    config = workdir / "relay.toml"
-    config.write_text(
-        f"database = {json.dumps(url)}\n"
-        'secret_key = "bench-secret-key"\n'
-        f'api_keys = ["{API_KEY}"]\n'
-        "allow_private_destinations = true\n"
-        f'\n[sources.demo]\nkind = "standard-webhooks"\nsecret = "{SECRET}"\n'
-    )
-    env = None if package_dir is None else {**os.environ, "PYTHONPATH": str(package_dir)}
-    port = free_port()
-    argv = [PYTHON, "-m", "relay", "serve", "--config", str(config), "--port", str(port)]
-    server = Server(argv, port, workdir / "server.log", env)
-    try:
-        server.wait_ready()
+    kind = "relay" if package_dir is None else f"relay@{package_dir}"
+    with serve(kind, workdir, url, allow_private_destinations=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def _preload(url: str, subscriber_url: str, n: int) -> None:

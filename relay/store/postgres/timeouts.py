@@ -19,7 +19,7 @@ from relay.domain.outbox import Target, targets_for
 from relay.models import Callback, Event, IngestOutcome, Job
 from relay.store.postgres import deliveries, subscriptions
 from relay.store.postgres.jobs import LOCK_JOB, MOVED, record_entry, write_job
-from relay.store.postgres.notify import JOBS_CHANNEL, notify_job
+from relay.store.postgres.notify import job_payload, notify_job, notify_job_sql
 from relay.store.rows import JOB_COLUMNS, job_from_row
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ _RECORD_MANY = (
     " ON CONFLICT (job_row, delivery_id) DO NOTHING RETURNING id, job_row"
 )
 # What `notify_job` sends, for many jobs in one statement.
-_NOTIFY_JOBS = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+_NOTIFY_JOBS = f"SELECT {notify_job_sql('payload')} FROM unnest($1::text[]) AS payload"
 R = TypeVar("R")
 
 
@@ -86,9 +86,7 @@ async def time_out_many(conn: Connection, overdue: Sequence[Job], now: float) ->
     rows_of = {job_row: row for row, job_row in recorded}
     events = [entry.event(rows_of[entry.job.row_id], now) for entry, _ in entries]
     queued = await _queue_many(conn, events, jobs, now)
-    await conn.execute(
-        _NOTIFY_JOBS, JOBS_CHANNEL, [orjson.dumps([j.source, j.job_id]).decode() for j in jobs]
-    )
+    await conn.execute(_NOTIFY_JOBS, [job_payload(j.source, j.job_id) for j in jobs])
     outcomes = {c.job.row_id: c.outcome(n) for c, n in zip(changes, queued, strict=True)}
     return [outcomes.pop(job.row_id, None) for job in overdue]  # a job listed twice is timed out once
 
