@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import parse_qsl
 
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
 from relay.store.changes import Changes
+from relay.store.urls import DatabaseUrl, parse_database_url, redacted_url
 
 __all__ = [
     "Changes",
@@ -213,72 +212,6 @@ class Store(JobStore, OutboxStore, LeaseStore, Protocol):
     async def close(self) -> None:
         """Finish pending writes and release the database."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseUrl:
-    """A `database` URL taken apart: which backend, where, and its options (the URL's query)."""
-
-    scheme: str
-    path: str
-    options: Mapping[str, str]
-
-
-# Per backend, each option and the values it takes (None: a positive integer).
-_OPTIONS: Mapping[str, Mapping[str, frozenset[str] | None]] = {
-    "sqlite": {"synchronous": frozenset({"full", "normal"})},
-    "postgresql": {"pool_min": None, "pool_max": None, "listen": frozenset({"on", "off"})},
-}
-_ALIASES = {"postgres": "postgresql"}
-_FORMS = (
-    "sqlite:///relay.db, sqlite:////var/lib/relay/relay.db, sqlite:///relay.db?synchronous=normal,"
-    " postgresql://user@host:5432/relay?pool_min=1&pool_max=10 (add &listen=off behind PgBouncer in"
-    " transaction mode)"
-)
-
-
-def redacted_url(url: str) -> str:
-    """`url` with the password of its user part, if any, replaced: errors and logs show this form only."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}"
-
-
-def _valid(value: str, allowed: frozenset[str] | None) -> bool:
-    if allowed is None:
-        return value.isdigit() and int(value) > 0
-    return value in allowed
-
-
-def parse_database_url(url: str) -> DatabaseUrl:
-    """`url` taken apart; a ValueError says what is wrong and which forms work (never with a password)."""
-    scheme, sep, rest = url.partition("://")
-    scheme = _ALIASES.get(scheme, scheme)
-    if not sep or scheme not in _OPTIONS:
-        # The scheme alone: the rest of a URL may hold a password.
-        what = f"scheme {scheme!r}" if sep else "URL without a scheme"
-        raise ValueError(f"unsupported database {what}: use {_FORMS}")
-    location, _, query = rest.partition("?")
-    if scheme == "postgresql":
-        # The connection string as asyncpg takes it, without relay's own options.
-        path = f"postgresql://{location}"
-    else:
-        # sqlite:///relay.db is relative, sqlite:////var/relay.db absolute: the third slash ends the host.
-        path = location.removeprefix("/") or "relay.db"
-    options: dict[str, str] = {}
-    known = _OPTIONS[scheme]
-    shown = redacted_url(url)
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name not in known:
-            raise ValueError(f"unknown option {name!r} in database URL {shown!r} (known: {', '.join(known)})")
-        allowed = known[name]
-        if not _valid(value, allowed):
-            expected = "a positive integer" if allowed is None else " or ".join(sorted(allowed))
-            raise ValueError(f"{name}={value!r} in database URL {shown!r}: expected {expected}")
-        options[name] = value
-    return DatabaseUrl(scheme, path, options)
 
 
 async def open_store(url: str) -> Store:

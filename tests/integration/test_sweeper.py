@@ -152,7 +152,7 @@ async def test_background_sweeper_times_out_within_an_interval(settings_with: Se
 @pytest.mark.sqlite_only("reads SQLite's query plan; the PostgreSQL one is checked below")
 async def test_overdue_query_uses_the_open_deadline_index(relay: Relay) -> None:
     """The sweep reads only open jobs through their deadline index, so its cost follows the overdue count."""
-    from relay.store.sqlite.jobs import OVERDUE_SQL, RECONCILE_DUE_SQL
+    from relay.store.sqlite.sweeps import OVERDUE_SQL, RECONCILE_DUE_SQL
 
     path = relay.settings.database.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:

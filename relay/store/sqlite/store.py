@@ -35,19 +35,18 @@ from relay.store.rows import (
     listed_events,
 )
 from relay.store.sqlite import leases, outbox, subscriptions
-from relay.store.sqlite.jobs import (
+from relay.store.sqlite.jobs import ingest_callback, register_job
+from relay.store.sqlite.migrations import migrate
+from relay.store.sqlite.reads import GET_DELIVERY_SQL, attempts_sql
+from relay.store.sqlite.sweeps import (
     OVERDUE_SQL,
     RECONCILE_DUE_SQL,
     clear_reconcile,
     extend_deadline,
-    ingest_callback,
     purge_finished,
-    register_job,
     time_out,
     time_out_many,
 )
-from relay.store.sqlite.migrations import migrate
-from relay.store.sqlite.reads import GET_DELIVERY_SQL, attempts_sql
 from relay.store.sqlite.writer import GroupCommitWriter, WriterConnection
 
 __all__ = ["SQLiteStore", "migrate_file"]
