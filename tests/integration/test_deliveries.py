@@ -160,9 +160,10 @@ async def test_fast_connection_refusal_gets_one_quick_retry(settings_with: Setti
         assert await deliver(relay, clock.now) == 1
         (listed,) = await deliveries(relay)
         assert listed["status"] == "retrying" and "connection failed" in listed["last_error"]
-        assert await deliver(relay, clock.now + 0.1) == 1  # due at once
-        assert await deliver(relay, clock.now + 4) == 0  # the second failure waits 5 s
-        assert await deliver(relay, clock.now + 6) == 1
+        # Due when the refusal came: the attempt's real latency (under 1 s, or no quick retry) is added.
+        assert await deliver(relay, clock.now + 1) == 1
+        assert await deliver(relay, clock.now + 5) == 0  # the second failure waits 5 s from then
+        assert await deliver(relay, clock.now + 8) == 1
         assert (await deliveries(relay))[0]["attempt_count"] == 3
 
 
