@@ -13,12 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from relay.cors import cors_middleware
 from relay.delivery import Deliverer, delivery_client
 from relay.errors import BadRequest, InternalError, RelayError
 from relay.hub import Hub
 from relay.ingest import Ingestor
 from relay.loops import Loop, supervise
 from relay.metrics import Metrics
+from relay.openapi import routes as openapi_routes
 from relay.providers import ProviderWarnings, build_provider, provider_client
 from relay.routes import deliveries, hooks, jobs, ops, streams, subscriptions
 from relay.routes.common import error_response, json_response
@@ -199,6 +201,7 @@ def create_app(
             *ops.routes,
             *subscriptions.routes,
             *deliveries.routes,
+            *openapi_routes,
         ],
         exception_handlers={
             RelayError: _relay_error,
@@ -206,4 +209,5 @@ def create_app(
             Exception: _unexpected_error,
         },
         lifespan=lifespan,
+        middleware=cors_middleware(settings.cors_origins, [*jobs.routes, *streams.routes]),
     )

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
-import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
+from relay import __version__
 from relay.errors import ConfigError
 from relay.first_run import write_first_run_config
+from relay.logs import LOG_FORMATS, LOG_LEVELS
 from relay.providers import webhook_url
-from relay.settings import DEFAULT_CONFIG_PATH, Settings, config_path, load_settings
-from relay.store import migrate_database, parse_database_url, redacted_url
+from relay.settings import (
+    DEFAULT_CONFIG_PATH,
+    ConfigSearch,
+    Settings,
+    environment_overrides,
+    find_config,
+    load_settings,
+)
+from relay.startup import StartupError, check_listen, config_problem, prepare_database, probe_database
+from relay.store import parse_database_url, redacted_url
 from relay.tokens import Tokens
 
 __all__ = ["main"]
@@ -25,34 +36,79 @@ _config_option = click.option(
     "config",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="TOML config file (default: $RELAY_CONFIG, else ./relay.toml).",
+    help=(
+        "TOML config file (default: $RELAY_CONFIG, else the first of ./relay.toml,"
+        " $XDG_CONFIG_HOME/relay/relay.toml, /etc/relay/relay.toml)."
+    ),
 )
 
 
-def _config_file(config: Path | None) -> Path | None:
-    """`--config`, else `RELAY_CONFIG`, else ./relay.toml if it exists (`serve` writes it on first start)."""
-    path = config_path(config)
-    if path is None and DEFAULT_CONFIG_PATH.exists():
-        path = DEFAULT_CONFIG_PATH
-    return path
+class StartupFailure(click.ClickException):
+    """relay cannot start: one line on stderr naming the problem and the fix, and exit status 2."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return " ".join(self.message.split())
+
+
+@contextmanager
+def _starting() -> Iterator[None]:
+    """Start-up checks (relay/startup.py) whose failure is a `StartupFailure`."""
+    try:
+        yield
+    except StartupError as exc:
+        raise StartupFailure(str(exc)) from None
+
+
+def _log_options(command: Any) -> Any:
+    """`--log-format` and `--log-level` (over `RELAY_LOG_FORMAT`/`RELAY_LOG_LEVEL` and the config's keys)."""
+    command = click.option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default=None,
+        help="Log from this level up (default info).",
+    )(command)
+    return click.option(
+        "--log-format",
+        type=click.Choice(LOG_FORMATS),
+        default=None,
+        help="text lines, or one JSON object per line (default text).",
+    )(command)
 
 
 def _load(config: Path | None, **overrides: Any) -> Settings:
+    """The settings from the config file found (relay/config_files.py); a failure says where it looked."""
+    return _load_found(find_config(config), **overrides)
+
+
+def _load_found(search: ConfigSearch, **overrides: Any) -> Settings:
     try:
-        path = _config_file(config)
-        return load_settings(path, overrides={k: v for k, v in overrides.items() if v is not None})
+        return load_settings(search.path, overrides={k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
-        raise click.ClickException(f"config: {exc}") from None
+        raise StartupFailure(config_problem(search, exc, environment_overrides())) from None
+
+
+def _write_first_run(search: ConfigSearch, host: str | None, port: int | None) -> dict[str, str]:
+    try:
+        return write_first_run_config(DEFAULT_CONFIG_PATH, host, port)
+    except OSError as exc:
+        raise StartupFailure(
+            f"no config file found (looked for {search.places()}), and a new one cannot be written at"
+            f" {DEFAULT_CONFIG_PATH.absolute()} ({exc.strerror or exc}): run `relay serve` in a folder you"
+            " may write to, or pass --config FILE"
+        ) from None
 
 
 @click.group()
-@click.version_option(package_name="relay")
+@click.version_option(version=__version__)
 def main() -> None:
     """relay: verified provider callbacks in, durable jobs, long-poll out."""
 
 
 @main.command()
 @_config_option
+@_log_options
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
@@ -61,47 +117,64 @@ def main() -> None:
     default=True,
     help="Also deliver and sweep (default); --no-worker serves HTTP only, next to `relay worker` processes.",
 )
-def serve(config: Path | None, host: str | None, port: int | None, access_log: bool, worker: bool) -> None:
+def serve(
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    access_log: bool,
+    worker: bool,
+    log_format: str | None,
+    log_level: str | None,
+) -> None:
     """Run the relay."""
-    from relay.server import serve as serve_app
-
     first_run = None
-    path = config_path(config)
-    if path is None:
-        path = DEFAULT_CONFIG_PATH
-        if not path.exists():
-            first_run = write_first_run_config(path, host, port)
-    settings = _load(path, host=host, port=port)
+    search = find_config(config)
+    if search.path is None:
+        first_run = _write_first_run(search, host, port)
+        search = dataclasses.replace(search, path=DEFAULT_CONFIG_PATH)
+    try:
+        settings = _load_found(search, host=host, port=port, log_format=log_format, log_level=log_level)
+        if not worker:
+            _check_shared(settings, "relay serve --no-worker")
+        with _starting():
+            check_listen(settings.host, settings.port)
+            prepare_database(settings.database)
+    except click.ClickException:
+        if first_run is not None:  # a first start that fails leaves no config behind: the next one writes it
+            DEFAULT_CONFIG_PATH.unlink(missing_ok=True)
+        raise
     if first_run is not None:
         url = webhook_url(settings.base_url, settings.sources["demo"], Tokens(settings.secret_key))
         click.echo(
-            f"First start: wrote {path} (keep it private). Shown once:\n"
+            f"First start: wrote {DEFAULT_CONFIG_PATH} (keep it private). Shown once:\n"
             f"  API key:              {first_run['api_key']}\n"
             f"  demo source webhook:  {url}\n"
             f"  demo source secret:   {first_run['demo_secret']}",
             err=True,
         )
-    if not worker:
-        _check_shared(settings, "relay serve --no-worker")
+    from relay.server import serve as serve_app  # after the checks: a failure needs none of the server
+
     serve_app(settings, worker=worker, access_log=access_log)
 
 
 @main.command()
 @_config_option
-def worker(config: Path | None) -> None:
+@_log_options
+def worker(config: Path | None, log_format: str | None, log_level: str | None) -> None:
     """Deliver and sweep without serving HTTP, beside `relay serve --no-worker` instances (PostgreSQL)."""
-    from relay.server import run_worker
-
-    settings = _load(config)
+    settings = _load(config, log_format=log_format, log_level=log_level)
     _check_shared(settings, "relay worker")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    with _starting():
+        prepare_database(settings.database)
+    from relay.server import run_worker  # after the checks: a failure needs none of the server
+
     run_worker(settings)
 
 
 def _check_shared(settings: Settings, what: str) -> None:
     """Refuse to split the work across processes on a database only one process may write."""
     if parse_database_url(settings.database).scheme != "postgresql":
-        raise click.ClickException(
+        raise StartupFailure(
             f"{what} splits relay across processes, which needs a database they share: set database ="
             ' "postgresql://user@host:5432/relay" (SQLite is written by one relay process; run `relay serve`)'
         )
@@ -112,10 +185,8 @@ def _check_shared(settings: Settings, what: str) -> None:
 def migrate(config: Path | None) -> None:
     """Apply the database's pending schema migrations (`serve` also applies them when it starts)."""
     settings = _load(config)
-    try:
-        applied = migrate_database(settings.database)
-    except (RuntimeError, sqlite3.Error) as exc:
-        raise click.ClickException(f"migrate: {exc}") from None
+    with _starting():
+        applied = prepare_database(settings.database)
     for number in applied:
         click.echo(f"applied migration {number:04d}")
     if not applied:
@@ -125,8 +196,15 @@ def migrate(config: Path | None) -> None:
 @main.command("check-config")
 @_config_option
 def check_config(config: Path | None) -> None:
-    """Validate the config and print each source's webhook URL."""
-    settings = _load(config)
+    """Validate the config, check that the database can be opened, and print each source's webhook URL."""
+    search = find_config(config)
+    settings = _load_found(search)
+    with _starting():
+        probe_database(settings.database)
+    # Which file was read: with a search order, the one found may not be the one meant.
+    click.echo(
+        f"read {search.path.absolute()}" if search.path else "read no file: the environment only", err=True
+    )
     tokens = Tokens(settings.secret_key)
     click.echo(f"config ok: {len(settings.sources)} source(s), database {redacted_url(settings.database)}")
     for name, source in settings.sources.items():
@@ -215,6 +293,8 @@ def deliveries_list(
     params = {k: v for k, v in filters.items() if v is not None}
     with _relay_api(config, url, api_key) as client:
         page = _call(client, "GET", "/v1/deliveries", params=params)
+    if not page["deliveries"]:
+        click.echo(_none_listed(params), err=True)  # stderr: stdout stays the rows, or valid JSON
     if as_json:
         click.echo(json.dumps(page, indent=2))
         return
@@ -226,6 +306,14 @@ def deliveries_list(
         )
     if page["next_cursor"]:
         click.echo(f"(more: --cursor {page['next_cursor']})", err=True)
+
+
+def _none_listed(params: dict[str, Any]) -> str:
+    """What an empty page says: no deliveries (matching the filters), or none after the cursor."""
+    if params.get("cursor"):
+        return "no more deliveries"
+    filters = ", ".join(f"{k}={_shown(str(v))}" for k, v in params.items() if k != "limit")
+    return f"no deliveries matching {filters}" if filters else "no deliveries"
 
 
 @deliveries.command("retry")
@@ -240,3 +328,5 @@ def deliveries_retry(config: Path | None, url: str | None, api_key: str | None, 
                 f"{d['id']}\t{d['status']}\t{d['event_type']}\t{_shown(d['source'])}/{_shown(d['job_id'])}\t"
                 f"{_shown(d['url'])}"
             )
+
+

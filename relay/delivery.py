@@ -9,17 +9,20 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 import aiohttp
 from prometheus_client import Counter
 
-from relay import signing
+from relay import __version__, signing
 from relay.breaker import Breakers
 from relay.domain.outbox import Answer, RetryPolicy, after_attempt, ended_at, endpoint_room
+from relay.logs import log_event
 from relay.loops import Loop
 from relay.metrics import Metrics
-from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryAttempt
+from relay.models import iso
+from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryAttempt, DeliveryStatus
 from relay.settings import Settings
 from relay.ssrf import DestinationBlocked, guarded_connector
 from relay.store import OutboxStore
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 
 RESPONSE_HEAD_BYTES = 1024  # how much of each answer is kept with the attempt
 KEEPALIVE_S = 5.0  # an idle connection to a subscriber is kept this long for its next delivery
-USER_AGENT = "relay-webhooks/0.1"
+USER_AGENT = f"relay-webhooks/{__version__}"
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 # A subscription's key is decoded once, not on every attempt (rotated secrets are new entries).
 _key = functools.lru_cache(maxsize=4096)(signing.decode_secret)
@@ -67,12 +70,60 @@ def delivery_client(settings: Settings) -> DeliveryClient:
     return DeliveryClient(session)
 
 
+# What each attempt's result is logged as: a success only at debug (one a delivery: the metrics count them).
+_ATTEMPT_EVENTS = {
+    DeliveryStatus.DELIVERED: (logging.DEBUG, "delivery.delivered"),
+    DeliveryStatus.RETRYING: (logging.INFO, "delivery.failed"),
+    DeliveryStatus.DEAD: (logging.WARNING, "delivery.dead"),
+}
+
+
+def _log_attempt(delivery: Delivery, result: AttemptResult) -> None:
+    """One line for an attempt's result, and `subscription.disabled` when the answer disables its
+    subscription. The endpoint (`scheme://host:port`) stands for the URL: its path or query may be secret."""
+    level, event = _ATTEMPT_EVENTS.get(result.status, (logging.INFO, "delivery.failed"))
+    attempt = result.attempt
+    if log.isEnabledFor(level):
+        log_event(
+            log,
+            level,
+            event,
+            delivery_id=delivery.public_id,
+            webhook_id=delivery.event_id,
+            subscription_id=delivery.subscription_id,
+            source=delivery.source,
+            job_id=delivery.job_id,
+            event_type=delivery.event_type,
+            endpoint=delivery.endpoint,
+            attempt=delivery.attempts,
+            status=result.status.value,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            latency_ms=round(attempt.latency_ms, 2),
+            next_attempt_at=iso(result.next_attempt_at),
+        )
+    if result.disable_subscription is not None and result.subscription_id is not None:
+        log_event(
+            log,
+            logging.WARNING,
+            "subscription.disabled",
+            subscription_id=result.subscription_id,
+            reason=result.disable_subscription,
+            endpoint=delivery.endpoint,
+            delivery_id=delivery.public_id,
+        )
+
+
 class Deliverer(Loop):
     """Runs in the serve process. Each round claims what is due and starts one task per attempt.
 
     Isolation: at most `endpoint_concurrency` attempts are in flight per endpoint and `delivery_concurrency`
     in all, and an endpoint whose circuit breaker is open is not claimed for, so an endpoint that hangs or
     fails holds a few slots, never the healthy endpoints' deliveries.
+
+    A round claims up to as many again as it can start, ready to go the moment a slot frees: a slot then
+    waits for an attempt, not for the store's next round (docs/decisions.md). A ready claim starts within one
+    attempt's timeout, so the lease covers two attempts.
     """
 
     name = "deliverer"
@@ -94,12 +145,14 @@ class Deliverer(Loop):
         self.breakers = Breakers(
             settings.circuit_failures, settings.circuit_open_s, settings.circuit_open_max_s
         )
-        self._in_flight: dict[str, int] = {}
+        self._in_flight: dict[str, int] = {}  # attempts running, per endpoint
+        self._held: dict[str, int] = {}  # claims per endpoint: running or ready
+        self._ready: deque[tuple[Claim, float, float]] = deque()  # claimed, waiting for a slot, in order
         self._tasks: set[asyncio.Task[None]] = set()
         self._filled = False  # the last claim took all the room it was given: more may be due
         self._settled: list[AttemptResult] = []  # attempts ended, waiting for the next round to record them
         self._counted: dict[str, Counter] = {}  # the deliveries counter's child per status, looked up once
-        self.lease_s = settings.delivery_timeout_s + settings.delivery_lease_margin_s
+        self.lease_s = 2 * settings.delivery_timeout_s + settings.delivery_lease_margin_s
 
     @property
     def in_flight(self) -> int:
@@ -129,8 +182,8 @@ class Deliverer(Loop):
         return self._filled or bool(self._settled)
 
     async def drain(self) -> None:
-        """Wait until every attempt started so far has finished and been recorded."""
-        while self._tasks:
+        """Wait until every attempt claimed so far has finished and been recorded."""
+        while self._tasks:  # an attempt that ends starts the next ready claim
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._record(self._take_settled())
 
@@ -153,14 +206,17 @@ class Deliverer(Loop):
         ended since the last, and the claim sees the deliveries just recorded (a job's next event can go at
         once). Answers how many were claimed.
         """
-        free = self._settings.delivery_concurrency - len(self._tasks)
+        free = 2 * self._settings.delivery_concurrency - len(self._tasks) - len(self._ready)
         self._filled = False
         settled = self._take_settled()
         if free <= 0:
             await self._record(settled)
             return 0
-        per_endpoint = self._settings.endpoint_concurrency
-        room, blocked = endpoint_room(self.breakers.limited(now, per_endpoint), self._in_flight, per_endpoint)
+        # Claims held per endpoint: as many as run at once, and as many ready. A paused or probing endpoint's
+        # room is what its breaker allows, held claims included.
+        per_endpoint = 2 * self._settings.endpoint_concurrency
+        limited = self.breakers.limited(now, self._settings.endpoint_concurrency)
+        room, blocked = endpoint_room(limited, self._held, per_endpoint)
         try:
             claims = await self._store.claim_deliveries(
                 now,
@@ -181,13 +237,34 @@ class Deliverer(Loop):
         started = time.monotonic()
         for claim in claims:
             endpoint = claim.delivery.endpoint
+            self._held[endpoint] = self._held.get(endpoint, 0) + 1
+            self._ready.append((claim, now, started))
+        self._start_ready()
+        return len(claims)
+
+    def _start_ready(self) -> None:
+        """Start the ready claims, oldest first, that have a slot now, in all and at their endpoint."""
+        if not self._ready:
+            return
+        per_endpoint, waiting = self._settings.endpoint_concurrency, deque[tuple[Claim, float, float]]()
+        while self._ready and len(self._tasks) < self._settings.delivery_concurrency:
+            claim, now, round_started = self._ready.popleft()
+            endpoint = claim.delivery.endpoint
+            if self._in_flight.get(endpoint, 0) >= per_endpoint:
+                waiting.append((claim, now, round_started))
+                continue
             self._in_flight[endpoint] = self._in_flight.get(endpoint, 0) + 1
             task = asyncio.create_task(
-                self._deliver(claim, now, started), name=f"delivery-{claim.delivery.id}"
+                self._deliver(claim, now, round_started), name=f"delivery-{claim.delivery.id}"
             )
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return len(claims)
+            task.add_done_callback(self._attempt_done)
+        waiting.extend(self._ready)
+        self._ready = waiting
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._start_ready()
 
     async def _deliver(self, claim: Claim, now: float, round_started: float) -> None:
         """One attempt, judged; the loop's next round records it. The slot is given back whatever happens."""
@@ -198,13 +275,10 @@ class Deliverer(Loop):
             answer = await self._post(claim, at)
             self._settled.append(self._judge(delivery, answer))
         except Exception:  # the lease expires and the delivery is tried again
-            log.exception("delivery %s failed unexpectedly", delivery.public_id)
+            log_event(log, logging.ERROR, "delivery.error", delivery_id=delivery.public_id, exc_info=True)
         finally:
-            left = self._in_flight[delivery.endpoint] - 1
-            if left:
-                self._in_flight[delivery.endpoint] = left
-            else:
-                del self._in_flight[delivery.endpoint]
+            _count_down(self._in_flight, delivery.endpoint)
+            _count_down(self._held, delivery.endpoint)
             self.wake()
 
     def _signature(self, claim: Claim, timestamp: int) -> str | None:
@@ -274,12 +348,15 @@ class Deliverer(Loop):
     def _judge(self, delivery: Delivery, answer: Answer) -> AttemptResult:
         """The answer's result for the delivery, counted by its endpoint's breaker and the metrics."""
         result = after_attempt(delivery, answer, self._policy)
+        _log_attempt(delivery, result)
         attempt = answer.attempt
         if self.breakers.answered(delivery.endpoint, result, ended_at(attempt)):
-            log.warning(
-                "endpoint %s failed %d times in a row: paused",
-                delivery.endpoint,
-                self._settings.circuit_failures,
+            log_event(
+                log,
+                logging.WARNING,
+                "endpoint.paused",
+                endpoint=delivery.endpoint,
+                failures=self._settings.circuit_failures,
             )
         if self._metrics is not None:
             counter = self._counted.get(result.status.value)
@@ -290,3 +367,11 @@ class Deliverer(Loop):
             counter.inc()
             self._metrics.delivery_seconds.observe(attempt.latency_ms / 1000)
         return result
+
+
+def _count_down(counts: dict[str, int], endpoint: str) -> None:
+    left = counts[endpoint] - 1
+    if left:
+        counts[endpoint] = left
+    else:
+        del counts[endpoint]

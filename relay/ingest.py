@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 
 from relay.errors import NotFound, Unauthorized
 from relay.hub import Hub
+from relay.logs import log_event
 from relay.models import Callback, IngestOutcome
 from relay.providers import Provider, SourceConfig
 from relay.store import JobStore
 from relay.tokens import Tokens
 
 __all__ = ["Ingestor"]
+
+log = logging.getLogger(__name__)
 
 
 class Ingestor:
@@ -38,6 +42,7 @@ class Ingestor:
         self, source: str, headers: Mapping[str, str], body: bytes, token: str | None = None
     ) -> IngestOutcome:
         """Verify and store one callback, then wake whoever waits on its job."""
+        started = time.perf_counter()
         provider = self._providers.get(source)
         if provider is None:
             raise NotFound(f"no source named {source!r} is configured", "unknown_source")
@@ -50,7 +55,10 @@ class Ingestor:
             raise Unauthorized(f"source {source!r} signs nothing: its URL ends in a token", "missing_token")
         elif not self._tokens.hook_token_valid(provider.source.hook_token_subject, token):
             raise Unauthorized(f"the URL token is not the current one of source {source!r}", "bad_token")
-        return await self.accept(provider.source, provider.parse(headers, body), now)
+        callback = provider.parse(headers, body)
+        outcome = await self.accept(provider.source, callback, now)
+        _log_callback(source, callback, outcome, started)
+        return outcome
 
     async def accept(self, source: SourceConfig, callback: Callback, now: float) -> IngestOutcome:
         """Store a callback already known to be authentic (verified, or the provider's own status answer)."""
@@ -69,3 +77,25 @@ class Ingestor:
         if outcome.queued:
             for listener in self.listeners:
                 listener()
+
+
+def _log_callback(source: str, callback: Callback, outcome: IngestOutcome, started: float) -> None:
+    """`callback.accepted` at debug (one a request: the metrics count them), `callback.duplicate` at info,
+    and `job.late` when a result came after the job had timed out; `latency_ms` is verify + store."""
+    job = outcome.job
+    level, event = (
+        (logging.INFO, "callback.duplicate") if outcome.duplicate else (logging.DEBUG, "callback.accepted")
+    )
+    if log.isEnabledFor(level):
+        log_event(
+            log,
+            level,
+            event,
+            source=source,
+            job_id=job.job_id,
+            webhook_id=callback.delivery_id,
+            status=job.status.value,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+    if job.late and outcome.changed:
+        log_event(log, logging.WARNING, "job.late", source=source, job_id=job.job_id, status=job.status.value)

@@ -8,6 +8,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from relay.logs import log_event
+
 __all__ = ["FAILING_ROUNDS", "Loop", "supervise"]
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class Loop:
         self.failures = 0  # rounds failed in a row
         self.crashes = 0  # times `run` died since the last clean round
         self.last_error: str | None = None
+        self.last_success_at: float | None = None  # when a round last ended without an exception (/metrics)
 
     def wake(self) -> None:
         """Ask for a round now (a hint; the poll interval catches a lost one)."""
@@ -80,9 +83,18 @@ class Loop:
             except Exception as exc:
                 self.failures += 1
                 self.last_error = _describe(exc)
-                log.exception("%s round failed (%d in a row)", self.name, self.failures)
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "loop.round_failed",
+                    loop=self.name,
+                    failures=self.failures,
+                    error=self.last_error,
+                    exc_info=True,
+                )
                 await self._pause(stop, _backoff(self.failures))
                 continue
+            self.last_success_at = self.clock()
             if not self.go_again(done):
                 await self._pause(stop, self.interval_s)
             self.failures = self.crashes = 0
@@ -105,14 +117,22 @@ async def supervise(loop: Loop, stop: asyncio.Event) -> None:
             await loop.run(stop)
         except Exception as exc:
             loop.crashed(exc)
-            log.exception("the %s loop died (%d time(s) since its last clean round)", loop.name, loop.crashes)
+            log_event(
+                log,
+                logging.ERROR,
+                "loop.died",
+                loop=loop.name,
+                crashes=loop.crashes,
+                error=loop.last_error,
+                exc_info=True,
+            )
         else:
             if stop.is_set():
                 return
             loop.crashed(RuntimeError("run() returned while the app was running"))
-            log.error("the %s loop returned while the app was running", loop.name)
+            log_event(log, logging.ERROR, "loop.returned", loop=loop.name, crashes=loop.crashes)
         delay = _backoff(loop.crashes)
-        log.warning("restarting the %s loop in %.1f s", loop.name, delay)
+        log_event(log, logging.WARNING, "loop.restarting", loop=loop.name, delay_s=round(delay, 2))
         try:
             # Not the loop's own pause, which may be what failed.
             await asyncio.wait_for(stop.wait(), delay)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.registry import Collector
 
+from relay.database_metrics import DatabaseGauges
+
 __all__ = ["Metrics"]
 
 # `_created` series double the output and no dashboard reads them.
@@ -31,6 +33,15 @@ class Metrics:
         )
         self.waiters = Gauge("relay_waiters", "Long-poll waiters held now.", registry=self.registry)
         self.jobs = Gauge("relay_jobs", "Stored jobs by status.", ["status"], registry=self.registry)
+        self.database = DatabaseGauges()  # the backlog, read from the database at each scrape
+        self.registry.register(self.database)
+        self.loop_success = Gauge(
+            "relay_loop_last_success_timestamp_seconds",
+            "When each background loop of this process (deliverer, sweeper, listener) last ended a round"
+            " without an error, in unix seconds.",
+            ["loop"],
+            registry=self.registry,
+        )
         self.deliveries = Counter(
             "relay_delivery_attempts_total",
             "Delivery attempts by the state they left the delivery in (delivered, retrying, dead).",

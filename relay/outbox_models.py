@@ -19,6 +19,8 @@ __all__ = [
     "DeliveryAttempt",
     "DeliveryStatus",
     "Subscription",
+    "SubscriptionChange",
+    "Unchanged",
     "endpoint_of",
 ]
 
@@ -71,6 +73,22 @@ class Subscription:
         if with_secret:
             body["secret"] = self.secret
         return body
+
+
+class Unchanged(enum.Enum):
+    """A field a `SubscriptionChange` leaves as it is (None is a value there: every source, every event)."""
+
+    UNCHANGED = "unchanged"
+
+
+@record
+class SubscriptionChange:
+    """What `PATCH /v1/subscriptions/{id}` changes; each field left `UNCHANGED` keeps its value."""
+
+    url: str | Unchanged = Unchanged.UNCHANGED
+    source: str | Unchanged | None = Unchanged.UNCHANGED
+    events: tuple[str, ...] | Unchanged | None = Unchanged.UNCHANGED
+    enabled: bool | Unchanged = Unchanged.UNCHANGED
 
 
 class DeliveryStatus(enum.StrEnum):

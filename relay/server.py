@@ -18,14 +18,16 @@ from starlette.applications import Starlette
 from relay.app import create_app
 from relay.connections import ConnectionRegistry, limits_for, raise_open_file_limit, with_room_for_requests
 from relay.http_protocol import RelayHttpProtocol, protocol_class
+from relay.logs import configure_logging, log_started
 from relay.settings import Settings
-from relay.store import redacted_url
 
 __all__ = ["RelayServer", "guarded_protocol", "run_worker", "serve"]
 
 log = logging.getLogger("relay")
 
 _YOUNG_GENERATION_THRESHOLD = 10_000  # CPython's default is 700 allocations
+# After SIGTERM, open requests get this long to finish before the lifespan stops the background loops.
+GRACEFUL_SHUTDOWN_S = 5
 
 
 class RelayServer(uvicorn.Server):
@@ -44,6 +46,10 @@ class RelayServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        services = getattr(self._app.state, "services", None)
+        if services is not None:
+            worker = any(loop.name == "deliverer" for loop in services.loops)
+            log_started(services.settings, listen=_listening(self.servers), worker=worker)
         if self._tune_gc:
             _tune_gc()
 
@@ -57,6 +63,18 @@ class RelayServer(uvicorn.Server):
         if services is not None and self._loop is not None:
             # A signal handler may interrupt the loop anywhere: hand the close to the loop itself.
             self._loop.call_soon_threadsafe(services.hub.close)
+
+
+def _listening(servers: list[asyncio.base_events.Server]) -> str | None:
+    """`host:port` of the first socket listening (the port the system chose, for port 0)."""
+    for server in servers:
+        for sock in server.sockets:
+            address = sock.getsockname()
+            if isinstance(address, tuple):
+                host, port = address[:2]
+                return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            return str(address)  # a unix socket's path
+    return None
 
 
 def _tune_gc() -> None:
@@ -78,13 +96,15 @@ def guarded_protocol(settings: Settings, fd_limit: int) -> tuple[type[RelayHttpP
 
 def serve(settings: Settings, *, worker: bool = True, **uvicorn_options: Any) -> None:
     """Serve the relay until a signal stops it; without `worker`, HTTP only (no deliverer, no sweeper)."""
+    configure_logging(settings)
     http, settings = guarded_protocol(settings, raise_open_file_limit())
     app = create_app(settings, worker=worker)
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": http,
-        "timeout_graceful_shutdown": 5,
-        "log_level": "info",
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        "log_level": settings.log_level,
+        "log_config": None,  # uvicorn's records go to relay's handler (relay/logs.py)
         **uvicorn_options,
     }
     config = uvicorn.Config(app, host=settings.host, port=settings.port, **options)
@@ -93,6 +113,7 @@ def serve(settings: Settings, *, worker: bool = True, **uvicorn_options: Any) ->
 
 def run_worker(settings: Settings) -> None:
     """Run the deliverer and the sweeper, without HTTP, until SIGTERM or SIGINT."""
+    configure_logging(settings)
     uvloop.run(_work(settings))
 
 
@@ -104,7 +125,7 @@ async def _work(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with app.router.lifespan_context(app):
         _tune_gc()
-        log.info("relay worker started: deliverer and sweeper on %s", redacted_url(settings.database))
+        log_started(settings, listen=None, worker=True)
         await stop.wait()
         log.info("relay worker stopping: finishing the rounds under way")
     log.info("relay worker stopped")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import math
 import os
 import tomllib
@@ -12,16 +14,27 @@ from typing import Any
 
 from relay import signing
 from relay.backoff import DEFAULT_SCHEDULE_S
+from relay.config_files import LOCAL_CONFIG_PATH, ConfigSearch, search_config
+from relay.cors import check_origins
 from relay.errors import ConfigError
+from relay.logs import LOG_FORMATS, LOG_LEVELS
 from relay.models import MAX_TIMEOUT_S, is_seconds
 from relay.providers import SourceConfig, webhook_url
 from relay.source_config import from_env, source
 from relay.store import parse_database_url
 from relay.tokens import Tokens
 
-__all__ = ["DEFAULT_CONFIG_PATH", "Settings", "config_path", "load_settings"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ConfigSearch",
+    "Settings",
+    "config_path",
+    "environment_overrides",
+    "find_config",
+    "load_settings",
+]
 
-DEFAULT_CONFIG_PATH = Path("relay.toml")
+DEFAULT_CONFIG_PATH = LOCAL_CONFIG_PATH
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,8 @@ class Settings:
     sweep_interval_s: float = 5.0
     max_body_bytes: int = 4 * 1024 * 1024
     allow_private_destinations: bool = False
+    cors_origins: tuple[str, ...] = ()  # browser pages that may read jobs with tickets (relay/cors.py)
+    metrics_require_key: bool = False  # /metrics asks for an API key like /v1
     max_waiters: int = 20_000
     # Hostile clients (relay/http_protocol.py).
     max_connections: int = 0  # per process; 0: the open-file limit less room for files and outbound sockets
@@ -66,6 +81,9 @@ class Settings:
     circuit_failures: int = 5  # failures in a row that pause an endpoint
     circuit_open_s: float = 30.0  # the first pause; it doubles on each failed probe, up to circuit_open_max_s
     circuit_open_max_s: float = 600.0
+    # Logs (relay/logs.py): `text` or `json` lines on stderr, from `log_level` up.
+    log_format: str = "text"
+    log_level: str = "info"
     # Out of the repr: a SourceConfig's repr shows its secrets.
     sources: Mapping[str, SourceConfig] = field(default_factory=dict, repr=False)
 
@@ -98,6 +116,27 @@ def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None)
     return Path(env["RELAY_CONFIG"]) if env.get("RELAY_CONFIG") else None
 
 
+def find_config(explicit: Path | None, environ: Mapping[str, str] | None = None) -> ConfigSearch:
+    """The config file to read: `--config`, `RELAY_CONFIG`, else the first found of ./relay.toml,
+    $XDG_CONFIG_HOME/relay/relay.toml and /etc/relay/relay.toml (relay/config_files.py)."""
+    return search_config(explicit, os.environ if environ is None else environ)
+
+
+_OVERRIDES = (
+    ("RELAY_DATABASE_URL", "database"),
+    ("RELAY_SECRET_KEY", "secret_key"),
+    ("RELAY_PUBLIC_URL", "public_url"),
+    ("RELAY_LOG_FORMAT", "log_format"),
+    ("RELAY_LOG_LEVEL", "log_level"),
+)
+
+
+def environment_overrides(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The `RELAY_*` variables set now that override config keys (a bad value may come from one)."""
+    env = os.environ if environ is None else environ
+    return [var for var in (*(v for v, _ in _OVERRIDES), "RELAY_API_KEYS") if env.get(var)]
+
+
 def load_settings(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -107,11 +146,7 @@ def load_settings(
     env = os.environ if environ is None else environ
     path = config_path(path, env)
     raw: dict[str, Any] = _read_toml(path) if path is not None else {}
-    for var, key in (
-        ("RELAY_DATABASE_URL", "database"),
-        ("RELAY_SECRET_KEY", "secret_key"),
-        ("RELAY_PUBLIC_URL", "public_url"),
-    ):
+    for var, key in _OVERRIDES:
         if env.get(var):
             raw.pop(f"{key}_env", None)
             raw[key] = env[var]
@@ -130,13 +165,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:  # a folder, or a file this user may not read
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
 
 
 def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     allowed = set(_TOP_LEVEL) | {f"{k}_env" for k in _SECRET_KEYS} | {"sources"}
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{key}: unknown config key")
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "remove it; the README lists every key"
+            raise ConfigError(f"{key}: unknown config key ({hint})")
     values: dict[str, Any] = {}
     for key, default in _TOP_LEVEL.items():
         value = from_env(raw, key, env, "") if key in _SECRET_KEYS else raw.get(key, default)
@@ -152,6 +191,7 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         if not key.strip() or key != key.strip():
             raise ConfigError("api_keys: a key may not be empty or start or end with spaces")
     values["api_keys"] = tuple(values["api_keys"])
+    values["cors_origins"] = check_origins(values["cors_origins"])
     if not values["secret_key"]:
         raise ConfigError("secret_key: required (or secret_key_env, or RELAY_SECRET_KEY)")
     synchronous = values.pop("sqlite_synchronous")
@@ -178,6 +218,7 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     if values["max_connections"] < 0:
         raise ConfigError("max_connections: must be positive, or 0 for the automatic cap")
     _check_delivery_settings(values)
+    _check_log_settings(values)
     if not 0 <= values["port"] <= 65535:
         raise ConfigError("port: expected 0 to 65535")
     if values["signing_secret"]:
@@ -199,9 +240,21 @@ def _database_url(url: str, sqlite_synchronous: str) -> str:
         parsed = parse_database_url(url)
     except ValueError as exc:
         raise ConfigError(f"database: {exc}") from None
+    # asyncpg is an extra: say how to get it here rather than fail on an import when the store opens.
+    if parsed.scheme == "postgresql" and importlib.util.find_spec("asyncpg") is None:
+        raise ConfigError("database: PostgreSQL needs asyncpg: pip install 'callback-relay[postgres]'")
     if parsed.scheme == "sqlite" and sqlite_synchronous != "full" and "synchronous" not in parsed.options:
         return f"{url}{'&' if '?' in url else '?'}synchronous={sqlite_synchronous}"
     return url
+
+
+def _check_log_settings(values: dict[str, Any]) -> None:
+    """`log_format` one of LOG_FORMATS; `log_level` one of LOG_LEVELS, in any case."""
+    if values["log_format"] not in LOG_FORMATS:
+        raise ConfigError(f"log_format: expected {' or '.join(LOG_FORMATS)}, got {values['log_format']!r}")
+    values["log_level"] = values["log_level"].lower()
+    if values["log_level"] not in LOG_LEVELS:
+        raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}, got {values['log_level']!r}")
 
 
 def _check_delivery_settings(values: dict[str, Any]) -> None:

@@ -24,8 +24,9 @@ import httpx
 
 from relay.domain.jobs import extended_deadline
 from relay.ingest import Ingestor
+from relay.logs import log_event
 from relay.loops import Loop
-from relay.models import Callback, Job
+from relay.models import Callback, Job, iso
 from relay.providers import Provider
 from relay.settings import Settings
 from relay.store import JobStore, LeaseStore
@@ -131,6 +132,15 @@ class Sweeper(Loop):
             source = provider.source
             deadline = extended_deadline(job, now, source.timeout_s, source.max_deadline_s)
             if deadline is not None and await self._store.extend_deadline(job.source, job.job_id, deadline):
+                log_event(
+                    log,
+                    logging.INFO,
+                    "job.deadline_extended",
+                    source=job.source,
+                    job_id=job.job_id,
+                    status=answer.status.value,
+                    deadline=iso(deadline),
+                )
                 return None
         return job
 
@@ -141,7 +151,8 @@ class Sweeper(Loop):
         outcomes = await self._store.time_out_many(jobs, now)
         for outcome in outcomes:
             if outcome is not None:
-                log.info("job %s/%s timed out", outcome.job.source, outcome.job.job_id)
+                job = outcome.job
+                log_event(log, logging.WARNING, "job.timed_out", source=job.source, job_id=job.job_id)
                 self._ingestor.announce(outcome)
 
     async def _ask(self, job: Job) -> Callback | None:
@@ -153,10 +164,27 @@ class Sweeper(Loop):
             async with self._asking, asyncio.timeout(self._settings.reconcile_timeout_s):
                 return await provider.fetch_status(job, self._http)
         except Exception as exc:  # a provider that errs is no answer; the job still gets its ending
-            log.warning("reconcile of %s/%s failed: %r", job.source, job.job_id, exc)
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log_event(
+                log,
+                logging.WARNING,
+                "job.reconcile_failed",
+                source=job.source,
+                job_id=job.job_id,
+                error=error,
+            )
             return None
 
     async def _accept(self, job: Job, answer: Callback, now: float) -> None:
         provider = self._providers.get(job.source)
         if provider is not None:
-            await self._ingestor.accept(provider.source, answer, now)
+            outcome = await self._ingestor.accept(provider.source, answer, now)
+            if outcome.changed:
+                log_event(
+                    log,
+                    logging.INFO,
+                    "job.reconciled",
+                    source=job.source,
+                    job_id=job.job_id,
+                    status=outcome.job.status.value,
+                )

@@ -4,7 +4,6 @@ sweeper makes of it. Each function answers the job as it will stand; the backend
 from __future__ import annotations
 
 import random
-import uuid
 from dataclasses import replace
 
 from relay.models import Callback, IngestOutcome, Job, Registration, Status, record
@@ -181,15 +180,32 @@ def time_out(job: Job, now: float) -> JobChange | None:
     got there first, or its deadline moved)."""
     if job.final or job.deadline is None or job.deadline > now:
         return None
-    timed_out = replace(
-        job, status=Status.TIMED_OUT, updated_at=now, finished_at=now, callbacks=job.callbacks + 1
+    # Built field by field: `replace` costs 1.6 µs against 0.3, per job of a sweep (a test pins that every
+    # other field is kept).
+    timed_out = Job(
+        source=job.source,
+        job_id=job.job_id,
+        status=Status.TIMED_OUT,
+        result=job.result,
+        error=job.error,
+        late=job.late,
+        metadata=job.metadata,
+        created_at=job.created_at,
+        updated_at=now,
+        finished_at=now,
+        deadline=job.deadline,
+        callbacks=job.callbacks + 1,
+        row_id=job.row_id,
+        subscribers=job.subscribers,
+        timeout_s=job.timeout_s,
     )
     return JobChange(timed_out, _TO[Status.TIMED_OUT], duplicate=False)
 
 
 def time_out_entry(job: Job) -> Callback:
-    """The history entry a time-out leaves: a delivery ID of its own, so it is always kept."""
-    return Callback(job.job_id, Status.TIMED_OUT, f"sweep_{uuid.uuid4().hex}", b"{}", via="sweep")
+    """The history entry a time-out leaves: a delivery ID of its own (128 random bits): always kept."""
+    # Uniqueness within the job is all it needs (as for `new_event_id`): no uuid4, a system call per entry.
+    return Callback(job.job_id, Status.TIMED_OUT, f"sweep_{random.getrandbits(128):032x}", b"{}", via="sweep")
 
 
 def extended_deadline(job: Job, now: float, timeout_s: float, max_deadline_s: float) -> float | None:

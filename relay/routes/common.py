@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
+from relay.cors import api_key_refused
 from relay.errors import BadRequest, Forbidden, PayloadTooLarge, RelayError, Unauthorized
 from relay.jsoncodec import dumps
 
@@ -220,6 +221,10 @@ def authorize(request: Request, job: tuple[str, str] | None = None) -> None:
     """Require an API key, or, when `job` is given, a ticket for exactly that job."""
     svc = services(request)
     key_ok = _api_key_ok(request, svc.settings.api_keys)
+    origin = request.headers.get("origin")
+    if key_ok is not None and api_key_refused(origin, svc.settings.cors_origins):
+        # A key in a page on any site not listed is refused, even where a proxy answered its preflight.
+        raise Forbidden(f"no API key is taken from pages on {origin}: not in cors_origins", "origin_refused")
     if key_ok:
         return
     if key_ok is False:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from relay.errors import InternalError, RelayError
+from relay.logs import log_event
 from relay.routes.common import error_response, headers_of, receive_body, send_json
 
 if TYPE_CHECKING:
@@ -55,13 +56,15 @@ class CallbackEndpoint:
             outcome = await svc.ingestor.ingest(source, headers, body, params.get("token"))
         except RelayError as exc:
             svc.metrics.callback(self._label(svc, source), "rejected", exc.code).inc()
+            _rejected(logging.WARNING, source, exc.code, exc.status, started)
             await error_response(exc)(scope, receive, send)
             return
         except ClientDisconnect:  # the sender hung up before its body was complete: nothing to answer
             svc.metrics.callback(self._label(svc, source), "rejected", "client_disconnect").inc()
+            _rejected(logging.INFO, source, "client_disconnect", None, started)
             return
         except Exception:  # a bug: the provider retries a 500, and the traceback tells us why
-            log.exception("callback for source %r failed", source)
+            log_event(log, logging.ERROR, "callback.failed", source=source, exc_info=True)
             svc.metrics.callback(self._label(svc, source), "rejected", "internal").inc()
             await error_response(InternalError("relay could not store this callback; the error is logged"))(
                 scope, receive, send
@@ -80,6 +83,21 @@ class CallbackEndpoint:
     @staticmethod
     def _label(svc: Services, source: str) -> str:
         return source if source in svc.providers else "_unknown"  # bounded label values
+
+
+def _rejected(level: int, source: str, reason: str, status_code: int | None, started: float) -> None:
+    """`callback.rejected` with the error code as `reason`: never the body, its headers or the URL's token."""
+    if log.isEnabledFor(level):
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        log_event(
+            log,
+            level,
+            "callback.rejected",
+            source=source,
+            reason=reason,
+            status_code=status_code,
+            latency_ms=latency_ms,
+        )
 
 
 endpoint = CallbackEndpoint()

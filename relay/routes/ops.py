@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from relay.database_metrics import read_database_gauges
 from relay.errors import NotFound, ServiceUnavailable
-from relay.models import Status
 from relay.routes.common import authorize, json_response, services
 
 __all__ = ["routes"]
@@ -31,12 +31,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text; gauges that are cheap to read are read now."""
+    """Prometheus text; gauges that are cheap to read are read now (from the database, within a bound)."""
     svc = services(request)
+    if svc.settings.metrics_require_key:
+        authorize(request)
     svc.metrics.waiters.set(svc.hub.count)
-    counts = await svc.store.count_jobs_by_status()
-    for status in Status:
-        svc.metrics.jobs.labels(status.value).set(counts.get(status.value, 0))
+    for loop in svc.loops:
+        if loop.last_success_at is not None:
+            svc.metrics.loop_success.labels(loop.name).set(loop.last_success_at)
+    await read_database_gauges(svc.metrics, svc.store, svc.clock())
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

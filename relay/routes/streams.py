@@ -16,6 +16,9 @@ from relay.routes.common import RawPathRoute, authorize, json_response, row_id, 
 __all__ = ["routes"]
 
 _HEARTBEAT = b": heartbeat\n\n"
+# The hub's timers may fire up to a millisecond early (uvloop counts whole milliseconds): a heartbeat due
+# within this is due now, rather than one more wait of under a millisecond.
+_HEARTBEAT_SLACK_S = 0.002
 
 
 # Line breaks to Python's str.splitlines (and some SSE clients), though not to the SSE spec: inside JSON they
@@ -43,28 +46,35 @@ async def job_events(request: Request) -> Response:
     last = row_id(request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0")
     if last is None:
         raise BadRequest("Last-Event-ID must be an id this stream sent", "bad_last_event_id")
+    job = await svc.store.get_job(*key)
+    if job is not None and job.final and not await svc.store.list_events(*key, last):
+        # Nothing can follow: 204 is what tells EventSource to stop reconnecting (HTML's SSE model).
+        return Response(status_code=204, headers={"cache-control": "no-cache"})
     if svc.hub.count >= svc.hub.max_waiters:
         raise ServiceUnavailable(f"too many waiters held ({svc.hub.max_waiters})", "too_many_waiters")
     heartbeat_s = svc.settings.sse_heartbeat_s
-    poll_s = min(heartbeat_s, svc.waiter_poll_s)
+    poll_s = svc.waiter_poll_s
 
     async def stream() -> AsyncIterator[bytes]:
         after = last
         # Subscribe before reading, so a change committed between the read and the wait still wakes us.
         async with svc.hub.subscribe(key) as waiter:
-            quiet_since = time.monotonic()
+            heartbeat_at = time.monotonic() + heartbeat_s
             while True:
                 # The job before its events: if it is final here, its final event is already stored.
                 job = await svc.store.get_job(*key)
                 for event in await svc.store.list_events(*key, after):
                     yield _sse(event)
                     after = event.id
-                    quiet_since = time.monotonic()
+                    heartbeat_at = time.monotonic() + heartbeat_s
                 if (job is not None and job.final) or svc.hub.closing:
                     return
-                if not await waiter.wait(poll_s) and time.monotonic() - quiet_since >= heartbeat_s:
+                # Until woken, the next poll, or the heartbeat's time, whichever comes first: a wake-up with
+                # no event (or a poll) never pushes the heartbeat back.
+                await waiter.wait(min(poll_s, max(heartbeat_at - time.monotonic(), 0.0)))
+                if time.monotonic() >= heartbeat_at - _HEARTBEAT_SLACK_S:
                     yield _HEARTBEAT
-                    quiet_since = time.monotonic()
+                    heartbeat_at = time.monotonic() + heartbeat_s
 
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

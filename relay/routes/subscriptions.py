@@ -1,4 +1,4 @@
-"""Subscriptions: subscribe a URL to a source's results (or all), list, delete, rotate the secret."""
+"""Subscriptions: subscribe a URL to a source's results (or all), list, change, delete, rotate the secret."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from relay import signing, ssrf
 from relay.errors import BadRequest, NotFound
-from relay.outbox_models import EVENT_TYPES
+from relay.outbox_models import EVENT_TYPES, SubscriptionChange, Unchanged
 from relay.providers.base import load_object
 from relay.routes.common import authorize, configured_source, json_response, read_body, services
 
@@ -79,6 +79,46 @@ async def get_subscription(request: Request) -> Response:
     return json_response(subscription.to_public())
 
 
+async def _change_of(request: Request, doc: dict[str, Any]) -> SubscriptionChange:
+    """The change a PATCH body asks for, each field checked as POST checks it (the URL, which may need a DNS
+    look-up, last); a field left out is `UNCHANGED`, and null `source` or `events` means all."""
+    unchanged = Unchanged.UNCHANGED
+    source: str | Unchanged | None = unchanged
+    if "source" in doc and doc["source"] is not None:
+        source = configured_source(doc["source"], services(request).settings.sources)
+    elif "source" in doc:
+        source = None
+    events = _events(doc["events"]) if "events" in doc else unchanged
+    enabled = doc.get("enabled", unchanged)
+    if not isinstance(enabled, bool | Unchanged):
+        raise BadRequest("enabled must be true or false", "bad_field")
+    url = doc.get("url", unchanged)
+    if not isinstance(url, str | Unchanged):
+        raise BadRequest("url must be the http(s) URL to deliver to", "bad_url")
+    if isinstance(url, str):
+        await check_subscriber_urls(request, [url])
+    return SubscriptionChange(url=url, source=source, events=events, enabled=enabled)
+
+
+async def update_subscription(request: Request) -> Response:
+    """Change a subscription's `url`, `source`, `events` or `enabled` (what is left out stays); answer it.
+    `enabled: true` re-enables one a 410 disabled; its dead deliveries stay dead (retry them one by one)."""
+    svc = services(request)
+    authorize(request)
+    sub_id = request.path_params["id"]
+    doc = load_object(await read_body(request, svc.settings.max_body_bytes))
+    unknown = set(doc) - {"url", "source", "events", "enabled"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", "bad_field")
+    if await svc.store.get_subscription(sub_id) is None:  # before the URL's DNS look-up
+        raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
+    change = await _change_of(request, doc)
+    subscription = await svc.store.update_subscription(sub_id, change, svc.clock())
+    if subscription is None:  # deleted meanwhile
+        raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
+    return json_response(subscription.to_public())
+
+
 async def delete_subscription(request: Request) -> Response:
     """Unsubscribe; deliveries not yet sent to it are given up."""
     svc = services(request)
@@ -106,6 +146,7 @@ routes = [
     Route("/v1/subscriptions", create_subscription, methods=["POST"]),
     Route("/v1/subscriptions", list_subscriptions, methods=["GET"]),
     Route("/v1/subscriptions/{id}", get_subscription, methods=["GET"]),
+    Route("/v1/subscriptions/{id}", update_subscription, methods=["PATCH"]),
     Route("/v1/subscriptions/{id}", delete_subscription, methods=["DELETE"]),
     Route("/v1/subscriptions/{id}/rotate-secret", rotate_secret, methods=["POST"]),
 ]

@@ -8,11 +8,20 @@ from typing import Protocol
 
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
-from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
+from relay.outbox_models import (
+    AttemptResult,
+    Claim,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+    SubscriptionChange,
+)
+from relay.store.backlog import Backlog
 from relay.store.changes import Changes
 from relay.store.urls import DatabaseUrl, parse_database_url, redacted_url
 
 __all__ = [
+    "Backlog",
     "Changes",
     "DatabaseUrl",
     "JobStore",
@@ -147,6 +156,14 @@ class OutboxStore(Protocol):
         """Set a new secret, keeping the current one signing for `overlap_s`; None when unknown."""
         ...
 
+    async def update_subscription(
+        self, sub_id: str, change: SubscriptionChange, now: float
+    ) -> Subscription | None:
+        """Apply `change` in one transaction; None when unknown. A new URL moves the deliveries not yet
+        delivered with it; `enabled` False disables it as a 410 does (its unsent deliveries given up), True
+        clears `disabled_at` and `disabled_reason` (dead deliveries stay dead until retried)."""
+        ...
+
     async def claim_deliveries(
         self,
         now: float,
@@ -201,6 +218,11 @@ class Store(JobStore, OutboxStore, LeaseStore, Protocol):
     def change_feed(self, changes: Changes) -> Loop | None:
         """A loop that tells this process, through `changes`, of what other processes commit; None when
         nothing can be heard (a database of one process, or notifications turned off)."""
+        ...
+
+    async def backlog(self, now: float) -> Backlog:
+        """What /metrics alerts on, in one statement whose cost is bounded whatever the tables hold: each
+        subscription's deliveries due, in flight and dead, the oldest due delivery, overdue open jobs."""
         ...
 
     async def ping(self) -> None:

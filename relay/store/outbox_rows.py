@@ -9,14 +9,24 @@ from typing import Any
 import orjson
 
 from relay.domain.outbox import UNSETTLED_STATUSES, settlement_of
-from relay.outbox_models import AttemptResult, Delivery, DeliveryAttempt, DeliveryStatus, Subscription
+from relay.outbox_models import (
+    AttemptResult,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Subscription,
+    SubscriptionChange,
+    Unchanged,
+)
 from relay.store.rows import page_sql
 
 __all__ = [
     "ATTEMPT_COLUMNS",
     "DELIVERY_COLUMNS",
+    "DISABLED_THROUGH_API",
     "GET_SUBSCRIPTION_SQL",
     "LIST_SUBSCRIPTIONS_SQL",
+    "MOVE_DELIVERIES_SQL",
     "SUBSCRIPTION_COLUMNS",
     "UNSETTLED",
     "attempt_from_row",
@@ -24,6 +34,7 @@ __all__ = [
     "delivery_from_row",
     "list_deliveries_sql",
     "settlement_values",
+    "subscription_change_sql",
     "subscription_from_row",
     "with_attempts",
 ]
@@ -41,6 +52,13 @@ ATTEMPT_COLUMNS = "delivery_id, attempted_at, status_code, latency_ms, error, re
 
 LIST_SUBSCRIPTIONS_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id"
 GET_SUBSCRIPTION_SQL = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?"
+# A subscription's new URL, for its deliveries not yet delivered (bound: the URL, its endpoint, the
+# subscription's id): retries and `POST /v1/deliveries/{id}/retry` go there; a delivered one keeps its own.
+MOVE_DELIVERIES_SQL = (
+    "UPDATE deliveries SET url = ?, endpoint = ? WHERE subscription_id = ? AND status <> 'delivered'"
+)
+# `disabled_reason` of a subscription disabled by `PATCH ... {"enabled": false}`.
+DISABLED_THROUGH_API = "disabled through the API"
 
 # `UNSETTLED_STATUSES` as a list for `status IN ...`.
 UNSETTLED = f"({', '.join(repr(status.value) for status in UNSETTLED_STATUSES)})"
@@ -59,6 +77,28 @@ def subscription_from_row(row: Any) -> Subscription:
         disabled_at=row[8],
         disabled_reason=row[9],
     )
+
+
+def subscription_change_sql(change: SubscriptionChange) -> tuple[str, list[Any]] | None:
+    """`UPDATE subscriptions SET ... WHERE id = ?` for the columns `change` sets, and their values (the
+    subscription's id is bound after them); None when it sets none. `enabled=False` is each backend's
+    `disable`, which also gives up the unsent deliveries."""
+    sets: list[str] = []
+    values: list[Any] = []
+    if not isinstance(change.url, Unchanged):
+        sets.append("url = ?")
+        values.append(change.url)
+    if not isinstance(change.source, Unchanged):
+        sets.append("source = ?")
+        values.append(change.source)
+    if not isinstance(change.events, Unchanged):
+        sets.append("events = ?")
+        values.append(None if change.events is None else orjson.dumps(list(change.events)))
+    if change.enabled is True:
+        sets.append("disabled_at = NULL, disabled_reason = NULL")
+    if not sets:
+        return None
+    return f"UPDATE subscriptions SET {', '.join(sets)} WHERE id = ?", values
 
 
 def delivery_from_row(row: Any, history: Sequence[DeliveryAttempt] = ()) -> Delivery:

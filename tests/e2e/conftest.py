@@ -31,8 +31,10 @@ def relay_command(*args: str) -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any RELAY_* variable, plus `extra`."""
+    """This process's environment without any RELAY_* variable, plus `extra`; no user config folder either
+    (relay would read ~/.config/relay/relay.toml where a test expects a first start)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env["XDG_CONFIG_HOME"] = os.path.join(os.devnull, "no-config")  # under a file: nothing can be there
     env.update(extra)
     return env
 

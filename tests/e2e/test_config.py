@@ -82,11 +82,11 @@ BAD_CONFIGS = {
 def test_bad_config_stops_serve_naming_the_key(
     tmp_path: Path, cli: CliRunner, config: dict[str, Any], named: list[str], command: str
 ) -> None:
-    """`relay serve` refuses a bad config: exit 1 and a message naming the offending key; `relay
+    """`relay serve` refuses a bad config: exit 2 and a message naming the offending key; `relay
     check-config` refuses exactly what serve refuses (nan, inf and a blank API key included)."""
     path = write_config(tmp_path / "relay.toml", **config)
     result = cli.invoke(main, [command, "--config", str(path)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "Error: config:" in result.output
     for fragment in named:
         assert fragment in result.output
@@ -97,14 +97,14 @@ def test_invalid_toml_stops_serve_naming_the_file(tmp_path: Path, cli: CliRunner
     path = tmp_path / "relay.toml"
     path.write_text('secret_key = "s"\nport = = 8000\napi_keys = ["k"]\n')
     result = cli.invoke(main, ["serve", "--config", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"config file {path} is not valid TOML" in result.output and "line 2" in result.output
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path, cli: CliRunner) -> None:
     """A --config that names no file is an error, not a first start."""
     result = cli.invoke(main, ["serve", "--config", str(tmp_path / "nope.toml")])
-    assert result.exit_code == 1 and "does not exist" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output
     assert not (tmp_path / "nope.toml").exists()
 
 
@@ -112,7 +112,7 @@ async def test_bad_config_stops_a_real_serve(tmp_path: Path, spawn: Any) -> None
     """As a subprocess, `relay serve` with ./relay.toml naming an unknown kind exits non-zero at once."""
     write_config(tmp_path / "relay.toml", sources={"demo": {"kind": "carrier-pigeon", "secret": DEMO_SECRET}})
     process: RelayProcess = spawn(cwd=tmp_path)
-    assert await process.exited(within=20) == 1
+    assert await process.exited(within=20) == 2
     assert "Error: config: sources.demo.kind: unknown kind 'carrier-pigeon'" in process.stderr
     assert "Uvicorn running" not in process.stderr
 
@@ -123,7 +123,7 @@ async def test_unset_env_reference_stops_a_real_serve(tmp_path: Path, spawn: Any
         tmp_path / "relay.toml", sources={"demo": {"kind": "standard-webhooks", "secret_env": UNSET_VAR}}
     )
     process: RelayProcess = spawn("--config", str(path))
-    assert await process.exited(within=20) == 1
+    assert await process.exited(within=20) == 2
     assert f"sources.demo.secret_env: environment variable '{UNSET_VAR}' is not set" in process.stderr
 
 
@@ -141,10 +141,10 @@ def test_check_config_lists_sources_and_their_urls(tmp_path: Path) -> None:
 
 
 def test_check_config_reports_errors(tmp_path: Path, cli: CliRunner) -> None:
-    """`relay check-config` on a bad config exits 1 naming the key."""
+    """`relay check-config` on a bad config exits 2 naming the key."""
     path = write_config(tmp_path / "relay.toml", sources={"demo": {"kind": "standard-webhooks"}})
     result = cli.invoke(main, ["check-config", "--config", str(path)])
-    assert result.exit_code == 1 and "sources.demo.secret" in result.output
+    assert result.exit_code == 2 and "sources.demo.secret" in result.output
 
 
 def test_source_url_prints_the_webhook_url(tmp_path: Path, cli: CliRunner) -> None:

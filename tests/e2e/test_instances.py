@@ -216,6 +216,6 @@ async def test_http_only_instances_beside_a_worker(
 def test_splitting_across_processes_is_refused_on_sqlite(tmp_path: Path, args: tuple[str, ...]) -> None:
     config = write_config(tmp_path / "relay.toml")  # SQLite
     result = run_cli(*args, "--config", str(config), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "needs a database they share" in result.stderr
     assert "postgresql://" in result.stderr

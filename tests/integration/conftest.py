@@ -82,3 +82,12 @@ async def api() -> AsyncIterator[FakeProviderApi]:
     """A provider's own API, faked on a loopback port, for reconcile to ask."""
     async with fake_provider_api() as fake:
         yield fake
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each test schemathesis makes per operation its own id, `test_x[GET /path]`: from pytest 9.2 on an
+    item's id is built from its base name and parameters, so schemathesis' labels (in `name`) were lost."""
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if isinstance(item, pytest.Function) and label and f"[{label}]" not in item.nodeid and item.parent:
+            item._id = item.parent.id.child(item.originalname).with_params(label)

@@ -221,6 +221,26 @@ async def test_a_black_hole_does_not_delay_a_healthy_subscriber(settings_with: S
         assert len(hole.received) == 2  # it holds its two slots and no more
 
 
+async def test_a_round_claims_a_ready_batch_that_starts_as_slots_free(settings_with: SettingsWith) -> None:
+    """A round holds twice an endpoint's room: half in flight, half ready to go when an attempt ends."""
+    clock = Clock()
+    settings = settings_for(settings_with, delivery_timeout_s=0.5, endpoint_concurrency=2)
+    async with subscriber(then=HANG) as slow, open_relay(settings, clock, background=False) as relay:
+        await subscribe(relay, slow.url)
+        for i in range(6):
+            await callback(relay, f"j{i}", clock=clock)
+        deliverer = relay.services.loop(Deliverer)
+        assert await deliverer.run_once(clock.now) == 4  # 2 in flight and 2 ready
+        await slow.received_at_least(2)
+        assert deliverer.in_flight == 2 and len(slow.received) == 2
+        # The first two time out; the ready two go out then, with no round in between.
+        await slow.received_at_least(4, within=5)
+        assert deliverer.in_flight == 2
+        await deliverer.drain()
+        statuses = sorted(d["status"] for d in await deliveries(relay))
+        assert statuses == ["pending", "pending", "retrying", "retrying", "retrying", "retrying"]
+
+
 async def test_the_circuit_breaker_pauses_a_failing_endpoint_and_probes_it(
     settings_with: SettingsWith,
 ) -> None:

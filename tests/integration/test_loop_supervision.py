@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from relay.logs import fields_of
 from relay.loops import FAILING_ROUNDS
 from relay.sweeper import Sweeper
 from tests.conftest import Relay, open_relay, wait_for
@@ -51,9 +52,10 @@ async def test_a_loop_that_dies_outside_its_round_is_restarted_and_reported(
         assert answer is not None
         assert "sweeper" in answer.json()["error"]["message"]
         assert "injected" in answer.json()["error"]["message"]
-    deaths = [r for r in caplog.records if "sweeper loop died" in r.getMessage()]
+    sweeper_lines = [r for r in caplog.records if fields_of(r).get("loop") == "sweeper"]
+    deaths = [r for r in sweeper_lines if r.getMessage() == "loop.died"]
     assert len(deaths) >= 2 and all(r.exc_info is not None for r in deaths)
-    assert any("restarting the sweeper loop" in r.getMessage() for r in caplog.records)
+    assert any(r.getMessage() == "loop.restarting" for r in sweeper_lines)
 
     broken = False
     await wait_for(relay.healthy)

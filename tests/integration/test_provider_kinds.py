@@ -440,4 +440,4 @@ def test_check_config_names_bad_kind_keys(tmp_path: Path, table: str, named: str
     config = tmp_path / "relay.toml"
     config.write_text(f'secret_key = "k"\napi_keys = ["k"]\n\n[sources.x]\n{table}\n')
     result = CliRunner().invoke(main, ["check-config", "--config", str(config)])
-    assert result.exit_code == 1 and named in result.output, result.output
+    assert result.exit_code == 2 and named in result.output, result.output

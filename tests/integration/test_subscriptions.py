@@ -9,13 +9,14 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from relay.delivery import Deliverer
 from relay.first_run import write_first_run_config
 from relay.settings import load_settings
-from tests.conftest import Relay, open_relay
+from tests.conftest import Clock, Relay, open_relay
 from tests.integration.conftest import SettingsWith
 
 # Public addresses stand for subscribers that are never called here (the tests need no DNS).
-from tests.subscriber import subscriber
+from tests.subscriber import Reply, subscriber
 
 SIGNING_SECRET = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz"
 
@@ -149,3 +150,104 @@ async def test_first_run_config_lets_jobs_have_subscribers(tmp_path: Path, datab
         job = {"source": "demo", "job_id": "j", "subscribers": ["https://93.184.216.34/in"]}
         headers = {"authorization": f"Bearer {created['api_key']}"}
         assert (await relay.client.post("/v1/jobs", json=job, headers=headers)).status_code == 201
+
+
+# --- PATCH /v1/subscriptions/{id} ---
+
+
+async def test_patch_re_enables_a_subscription_a_410_disabled(settings_with: SettingsWith) -> None:
+    """`enabled: true` clears the 410's disabling: new events reach the subscriber again; the delivery given
+    up stays dead until `POST /v1/deliveries/{id}/retry` sends it."""
+    clock = Clock()
+    settings = settings_with(allow_private_destinations=True)
+    async with (
+        subscriber([Reply(410)]) as sub,
+        open_relay(settings, clock, background=False) as relay,
+    ):
+        created = (await relay.client.post("/v1/subscriptions", json={"url": sub.url})).json()
+        path = f"/v1/subscriptions/{created['id']}"
+        await _callback(relay, "j1", clock)
+        await _deliver(relay, clock.now)
+        assert (await relay.client.get(path)).json()["disabled_reason"] == "410 Gone"
+        enabled = await relay.client.patch(path, json={"enabled": True})
+        assert enabled.status_code == 200, enabled.text
+        body = enabled.json()
+        assert (body["disabled"], body["disabled_at"], body["disabled_reason"]) == (False, None, None)
+        assert "secret" not in body and body == (await relay.client.get(path)).json()
+        await _callback(relay, "j2", clock)
+        assert await _deliver(relay, clock.now) == 1
+        by_job = {d["job_id"]: d for d in (await relay.client.get("/v1/deliveries")).json()["deliveries"]}
+        assert (by_job["j1"]["status"], by_job["j2"]["status"]) == ("dead", "delivered")
+        retried = await relay.client.post(f"/v1/deliveries/{by_job['j1']['id']}/retry")
+        assert retried.status_code == 202, retried.text
+        assert await _deliver(relay, clock.now) == 1
+        assert [orjson.loads(r.body)["data"]["job_id"] for r in sub.received] == ["j1", "j2", "j1"]
+
+
+async def test_patch_changes_url_and_filters(settings_with: SettingsWith) -> None:
+    """A new URL and filters are answered and kept; what is left out stays; `enabled: false` disables."""
+    async with subscriber() as sub, open_relay(settings_with(allow_private_destinations=True)) as relay:
+        created = await relay.client.post(
+            "/v1/subscriptions", json={"url": "https://93.184.216.34/in", "source": "demo"}
+        )
+        path = f"/v1/subscriptions/{created.json()['id']}"
+        changed = await relay.client.patch(
+            path, json={"url": sub.url, "events": ["job.failed", "job.running"]}
+        )
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["url"], changed.json()["source"], changed.json()["events"]) == (
+            sub.url,
+            "demo",
+            ["job.failed", "job.running"],
+        )
+        everything = (await relay.client.patch(path, json={"source": None, "events": None})).json()
+        assert (everything["url"], everything["source"], everything["events"]) == (sub.url, None, None)
+        assert (await relay.client.patch(path, json={})).json() == everything
+        disabled = (await relay.client.patch(path, json={"enabled": False})).json()
+        assert (disabled["disabled"], disabled["disabled_reason"]) == (True, "disabled through the API")
+
+
+BAD_CHANGES: list[tuple[object, str]] = [
+    ({"colour": "red"}, "bad_field"),
+    ({"enabled": "yes"}, "bad_field"),
+    ({"enabled": None}, "bad_field"),
+    ({"events": []}, "bad_field"),
+    ({"events": ["job.exploded"]}, "bad_field"),
+    ({"source": "nope"}, "unknown_source"),
+    ({"url": 5}, "bad_url"),
+    ({"url": None}, "bad_url"),
+    ({"url": "ftp://93.184.216.34/x"}, "bad_url"),
+    ({"url": "http://127.0.0.1/hook"}, "private_destination"),
+    ([], "malformed_json"),
+]
+
+
+async def test_patch_refusals(relay: Relay) -> None:
+    """Each bad change is a 400 naming what is wrong and changes nothing; an unknown id is a 404; the API
+    key is needed."""
+    created = (await relay.client.post("/v1/subscriptions", json={"url": "https://93.184.216.34/in"})).json()
+    path = f"/v1/subscriptions/{created['id']}"
+    for body, code in BAD_CHANGES:
+        response = await relay.client.patch(path, json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"]["code"] == code, body
+    unchanged = (await relay.client.get(path)).json()
+    assert unchanged == {k: v for k, v in created.items() if k != "secret"}
+    missing = await relay.client.patch("/v1/subscriptions/sub_nope", json={"enabled": True})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_subscription"
+    anonymous = await relay.client.patch(path, json={"enabled": True}, headers={"authorization": ""})
+    assert anonymous.status_code == 401
+
+
+async def _callback(relay: Relay, job_id: str, clock: Clock) -> None:
+    body = orjson.dumps({"id": job_id, "status": "succeeded"})
+    response = await relay.post_callback("demo", body, timestamp=clock.now)
+    assert response.status_code == 200, response.text
+
+
+async def _deliver(relay: Relay, now: float) -> int:
+    """One deliverer round at `now`, its attempts run to the end; answer how many it claimed."""
+    deliverer = relay.services.loop(Deliverer)
+    claimed = await deliverer.run_once(now)
+    await deliverer.drain()
+    return claimed

@@ -3,7 +3,7 @@ time-outs."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from typing import Any
 
 import pytest
@@ -233,6 +233,33 @@ def test_an_open_job_times_out_at_its_deadline(now: float) -> None:
     assert change is not None and change.changed and not change.duplicate
     job = change.job
     assert (job.status, job.updated_at, job.finished_at, job.callbacks, job.late) == (T, now, now, 2, False)
+
+
+def test_a_time_out_keeps_every_other_field_of_the_job() -> None:
+    """time_out builds the job field by field (for speed): every field it does not move is kept as it was,
+    including any field added to Job later (the job below must set each one away from its default)."""
+    job = Job(
+        source="src",
+        job_id="j",
+        status=R,
+        result={"r": 1},
+        error="e",
+        late=True,
+        metadata={"m": 1},
+        created_at=T0,
+        updated_at=T0 + 1,
+        finished_at=T0 + 2,
+        deadline=T0 + 3,
+        callbacks=4,
+        row_id=5,
+        subscribers=("https://a.example",),
+        timeout_s=6.0,
+    )
+    defaults = {f.name: f.default for f in fields(Job) if f.default is not MISSING}
+    assert all(getattr(job, name) != default for name, default in defaults.items())
+    change = time_out(job, T0 + 9)
+    assert change is not None
+    assert change.job == replace(job, status=T, updated_at=T0 + 9, finished_at=T0 + 9, callbacks=5)
 
 
 def test_no_time_out_for_a_job_not_due_finished_or_without_deadline() -> None:

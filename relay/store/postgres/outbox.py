@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 from relay.domain.outbox import Recipient, backfill_targets, backfilled_events, targets_for
 from relay.models import Event, Job
-from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
+from relay.outbox_models import (
+    AttemptResult,
+    Claim,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+    SubscriptionChange,
+)
 from relay.store.numbered import numbered
 from relay.store.outbox_rows import (
     ATTEMPT_COLUMNS,
@@ -89,6 +96,12 @@ class OutboxMethods:
     ) -> Subscription | None:
         async with self._pool.acquire() as conn, conn.transaction():
             return await subscriptions.rotate_secret(conn, sub_id, secret, now, overlap_s)
+
+    async def update_subscription(
+        self, sub_id: str, change: SubscriptionChange, now: float
+    ) -> Subscription | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await subscriptions.update_subscription(conn, sub_id, change, now)
 
     async def claim_deliveries(
         self,

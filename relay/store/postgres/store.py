@@ -12,10 +12,12 @@ import asyncpg
 from relay.errors import ServiceUnavailable
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
+from relay.store.backlog import Backlog
 from relay.store.changes import Changes
 from relay.store.leases import RELEASE_LEASE_SQL, TAKE_LEASE_SQL, HeldLeases
 from relay.store.numbered import numbered
 from relay.store.postgres import jobs, timeouts
+from relay.store.postgres.backlog import read_backlog
 from relay.store.postgres.migrations import migrate
 from relay.store.postgres.notify import Listener
 from relay.store.postgres.outbox import OutboxMethods
@@ -179,6 +181,9 @@ class PostgresStore(OutboxMethods):
     async def release_lease(self, name: str, holder: str) -> None:
         await self._pool.execute(_RELEASE_LEASE_SQL, name, holder)
         self._leases.forget(name, holder)
+
+    async def backlog(self, now: float) -> Backlog:
+        return await read_backlog(self._pool, now)
 
     async def ping(self) -> None:
         try:

@@ -9,8 +9,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relay.domain.outbox import Recipient, recipient
-from relay.outbox_models import Subscription
-from relay.store.outbox_rows import SUBSCRIPTION_COLUMNS, subscription_from_row
+from relay.outbox_models import Subscription, SubscriptionChange, endpoint_of
+from relay.store.numbered import numbered
+from relay.store.outbox_rows import (
+    DISABLED_THROUGH_API,
+    GET_SUBSCRIPTION_SQL,
+    MOVE_DELIVERIES_SQL,
+    SUBSCRIPTION_COLUMNS,
+    subscription_change_sql,
+    subscription_from_row,
+)
 
 if TYPE_CHECKING:
     from asyncpg import Connection
@@ -22,7 +30,11 @@ __all__ = [
     "recipient_from_row",
     "recipients",
     "rotate_secret",
+    "update_subscription",
 ]
+
+_MOVE_DELIVERIES_SQL = numbered(MOVE_DELIVERIES_SQL)
+_GET_SUBSCRIPTION_SQL = numbered(GET_SUBSCRIPTION_SQL)
 
 
 def _event_types(stored: Any) -> list[str] | None:
@@ -78,6 +90,25 @@ async def rotate_secret(
         sub_id,
     )
     return None if row is None else subscription_from_row(row)
+
+
+async def update_subscription(
+    conn: Connection, sub_id: str, change: SubscriptionChange, now: float
+) -> Subscription | None:
+    """Apply `change` (relay/outbox_models.py); a new URL moves the deliveries not yet delivered too. None
+    when there is no such subscription. The row is locked first: two changes at once apply one after the
+    other."""
+    if await conn.fetchval("SELECT 1 FROM subscriptions WHERE id = $1 FOR UPDATE", sub_id) is None:
+        return None
+    update = subscription_change_sql(change)
+    if update is not None:
+        sql, values = update
+        await conn.execute(numbered(sql), *values, sub_id)
+    if isinstance(change.url, str):
+        await conn.execute(_MOVE_DELIVERIES_SQL, change.url, endpoint_of(change.url), sub_id)
+    if change.enabled is False:
+        await disable(conn, sub_id, DISABLED_THROUGH_API, now)
+    return subscription_from_row(await conn.fetchrow(_GET_SUBSCRIPTION_SQL, sub_id))
 
 
 async def disable(conn: Connection, sub_id: str, reason: str, now: float) -> None:

@@ -81,12 +81,15 @@ async def time_out_many(conn: Connection, overdue: Sequence[Job], now: float) ->
         return [None] * len(overdue)
     jobs = [change.job for change in changes]
     moved = [(job.row_id, job.status.value, job.updated_at, job.finished_at, job.callbacks) for job in jobs]
-    _, entries = await _meanwhile(conn.execute(_TIME_OUT_JOBS, *_columns(moved)), lambda: _entries(jobs, now))
-    recorded = await conn.fetch(_RECORD_MANY, *_columns([values for _, values in entries]), now)
+    # Whatever needs no answer from the database is made while the UPDATE runs.
+    _, (entries, record, payloads) = await _meanwhile(
+        conn.execute(_TIME_OUT_JOBS, *_columns(moved)), lambda: _writes(jobs, now)
+    )
+    recorded = await conn.fetch(_RECORD_MANY, *record, now)
     rows_of = {job_row: row for row, job_row in recorded}
-    events = [entry.event(rows_of[entry.job.row_id], now) for entry, _ in entries]
+    events = [entry.event(rows_of[entry.job.row_id], now) for entry in entries]
     queued = await _queue_many(conn, events, jobs, now)
-    await conn.execute(_NOTIFY_JOBS, [job_payload(j.source, j.job_id) for j in jobs])
+    await conn.execute(_NOTIFY_JOBS, payloads)
     outcomes = {c.job.row_id: c.outcome(n) for c, n in zip(changes, queued, strict=True)}
     return [outcomes.pop(job.row_id, None) for job in overdue]  # a job listed twice is timed out once
 
@@ -120,10 +123,11 @@ class _Entry:
         return Event(row, self.event_id, self.job.source, self.job.job_id, self.kind, now, self.data)
 
 
-def _entries(jobs: Sequence[Job], now: float) -> list[tuple[_Entry, tuple[Any, ...]]]:
-    """Each job's entry, and the values `_RECORD_MANY` stores of it."""
-    made = [_Entry(job, time_out_entry(job), new_event_id(now), job.to_public()) for job in jobs]
-    return [(entry, entry.values()) for entry in made]
+def _writes(jobs: Sequence[Job], now: float) -> tuple[list[_Entry], list[list[Any]], list[str]]:
+    """Each job's entry, the columns `_RECORD_MANY` stores of them, and the jobs' notification payloads."""
+    entries = [_Entry(job, time_out_entry(job), new_event_id(now), job.to_public()) for job in jobs]
+    record = _columns([entry.values() for entry in entries])
+    return entries, record, [job_payload(job.source, job.job_id) for job in jobs]
 
 
 async def _meanwhile(query: Awaitable[Any], work: Callable[[], R]) -> tuple[Any, R]:

@@ -13,7 +13,15 @@ import aiosqlite
 from relay.errors import ServiceUnavailable
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
-from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus, Subscription
+from relay.outbox_models import (
+    AttemptResult,
+    Claim,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+    SubscriptionChange,
+)
+from relay.store.backlog import Backlog
 from relay.store.changes import Changes
 from relay.store.leases import HeldLeases
 from relay.store.outbox_rows import (
@@ -35,6 +43,7 @@ from relay.store.rows import (
     listed_events,
 )
 from relay.store.sqlite import leases, outbox, subscriptions
+from relay.store.sqlite.backlog import read_backlog
 from relay.store.sqlite.jobs import ingest_callback, register_job
 from relay.store.sqlite.migrations import migrate
 from relay.store.sqlite.reads import GET_DELIVERY_SQL, attempts_sql
@@ -210,6 +219,11 @@ class SQLiteStore:
     ) -> Subscription | None:
         return await self.writer.run(subscriptions.rotate_secret, sub_id, secret, now, overlap_s)
 
+    async def update_subscription(
+        self, sub_id: str, change: SubscriptionChange, now: float
+    ) -> Subscription | None:
+        return await self.writer.run_bulk(subscriptions.update_subscription, sub_id, change, now)
+
     async def claim_deliveries(
         self,
         now: float,
@@ -273,6 +287,9 @@ class SQLiteStore:
 
     async def recover_deliveries(self, now: float) -> int:
         return await self.writer.run_bulk(outbox.recover, now)
+
+    async def backlog(self, now: float) -> Backlog:
+        return await read_backlog(self._db, now)
 
     async def ping(self) -> None:
         self.writer.probe()

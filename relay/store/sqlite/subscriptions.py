@@ -10,11 +10,24 @@ from collections.abc import Sequence
 import orjson
 
 from relay.domain.outbox import Recipient, recipient
-from relay.outbox_models import Subscription
-from relay.store.outbox_rows import GET_SUBSCRIPTION_SQL, subscription_from_row
+from relay.outbox_models import Subscription, SubscriptionChange, endpoint_of
+from relay.store.outbox_rows import (
+    DISABLED_THROUGH_API,
+    GET_SUBSCRIPTION_SQL,
+    MOVE_DELIVERIES_SQL,
+    subscription_change_sql,
+    subscription_from_row,
+)
 from relay.store.sqlite.writer import memo_of
 
-__all__ = ["create_subscription", "delete_subscription", "disable", "recipients", "rotate_secret"]
+__all__ = [
+    "create_subscription",
+    "delete_subscription",
+    "disable",
+    "recipients",
+    "rotate_secret",
+    "update_subscription",
+]
 
 _RECIPIENTS = "recipients"  # the memo's entry: every enabled subscription, as fan-out matches it
 
@@ -72,6 +85,25 @@ def rotate_secret(
     return (
         subscription_from_row(conn.execute(GET_SUBSCRIPTION_SQL, (sub_id,)).fetchone()) if changed else None
     )
+
+
+def update_subscription(
+    conn: sqlite3.Connection, sub_id: str, change: SubscriptionChange, now: float
+) -> Subscription | None:
+    """Apply `change` (relay/outbox_models.py); a new URL moves the deliveries not yet delivered too. None
+    when there is no such subscription."""
+    if conn.execute("SELECT 1 FROM subscriptions WHERE id = ?", (sub_id,)).fetchone() is None:
+        return None
+    update = subscription_change_sql(change)
+    if update is not None:
+        sql, values = update
+        conn.execute(sql, (*values, sub_id))
+        memo_of(conn).pop(_RECIPIENTS, None)
+    if isinstance(change.url, str):
+        conn.execute(MOVE_DELIVERIES_SQL, (change.url, endpoint_of(change.url), sub_id))
+    if change.enabled is False:
+        disable(conn, sub_id, DISABLED_THROUGH_API, now)
+    return subscription_from_row(conn.execute(GET_SUBSCRIPTION_SQL, (sub_id,)).fetchone())
 
 
 def disable(conn: sqlite3.Connection, sub_id: str, reason: str, now: float) -> None:
