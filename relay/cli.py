@@ -13,6 +13,7 @@ import click
 import httpx
 
 from relay import __version__
+from relay.cli_jobs import jobs
 from relay.errors import ConfigError
 from relay.first_run import write_first_run_config
 from relay.logs import LOG_FORMATS, LOG_LEVELS
@@ -330,3 +331,4 @@ def deliveries_retry(config: Path | None, url: str | None, api_key: str | None, 
             )
 
 
+main.add_command(jobs)  # relay/cli_jobs.py: the jobs API from a shell
