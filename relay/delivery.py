@@ -35,6 +35,8 @@ RESPONSE_HEAD_BYTES = 1024  # how much of each answer is kept with the attempt
 KEEPALIVE_S = 5.0  # an idle connection to a subscriber is kept this long for its next delivery
 USER_AGENT = f"relay-webhooks/{__version__}"
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
+# A round holds up to this many times the attempts that may run at once: the rest wait, ready, for a slot.
+CLAIM_DEPTH = 4
 # A subscription's key is decoded once, not on every attempt (rotated secrets are new entries).
 _key = functools.lru_cache(maxsize=4096)(signing.decode_secret)
 
@@ -121,9 +123,10 @@ class Deliverer(Loop):
     in all, and an endpoint whose circuit breaker is open is not claimed for, so an endpoint that hangs or
     fails holds a few slots, never the healthy endpoints' deliveries.
 
-    A round claims up to as many again as it can start, ready to go the moment a slot frees: a slot then
-    waits for an attempt, not for the store's next round (docs/decisions.md). A ready claim starts within one
-    attempt's timeout, so the lease covers two attempts.
+    A round claims up to `CLAIM_DEPTH` times what can run at once; the rest wait, ready to go the moment a
+    slot frees, so a slot waits for an answer rather than for the store's next round (docs/decisions.md). A
+    ready claim starts within one attempt's timeout of its round or is let go (its lease lapses and it is
+    claimed again), so the lease covers two attempts whatever the depth.
     """
 
     name = "deliverer"
@@ -206,15 +209,15 @@ class Deliverer(Loop):
         ended since the last, and the claim sees the deliveries just recorded (a job's next event can go at
         once). Answers how many were claimed.
         """
-        free = 2 * self._settings.delivery_concurrency - len(self._tasks) - len(self._ready)
+        free = CLAIM_DEPTH * self._settings.delivery_concurrency - len(self._tasks) - len(self._ready)
         self._filled = False
         settled = self._take_settled()
         if free <= 0:
             await self._record(settled)
             return 0
-        # Claims held per endpoint: as many as run at once, and as many ready. A paused or probing endpoint's
-        # room is what its breaker allows, held claims included.
-        per_endpoint = 2 * self._settings.endpoint_concurrency
+        # Claims held per endpoint: those running and those ready. A paused or probing endpoint's room is what
+        # its breaker allows, held claims included.
+        per_endpoint = CLAIM_DEPTH * self._settings.endpoint_concurrency
         limited = self.breakers.limited(now, self._settings.endpoint_concurrency)
         room, blocked = endpoint_room(limited, self._held, per_endpoint)
         try:
@@ -243,13 +246,19 @@ class Deliverer(Loop):
         return len(claims)
 
     def _start_ready(self) -> None:
-        """Start the ready claims, oldest first, that have a slot now, in all and at their endpoint."""
+        """Start the ready claims, oldest first, that have a slot now, in all and at their endpoint; let go of
+        those that waited past an attempt's timeout (their lease would not cover their own attempt)."""
         if not self._ready:
             return
         per_endpoint, waiting = self._settings.endpoint_concurrency, deque[tuple[Claim, float, float]]()
+        oldest = time.monotonic() - self._settings.delivery_timeout_s
         while self._ready and len(self._tasks) < self._settings.delivery_concurrency:
             claim, now, round_started = self._ready.popleft()
             endpoint = claim.delivery.endpoint
+            if round_started < oldest:
+                _count_down(self._held, endpoint)
+                log_event(log, logging.DEBUG, "delivery.claim_let_go", delivery_id=claim.delivery.public_id)
+                continue
             if self._in_flight.get(endpoint, 0) >= per_endpoint:
                 waiting.append((claim, now, round_started))
                 continue

@@ -222,23 +222,44 @@ async def test_a_black_hole_does_not_delay_a_healthy_subscriber(settings_with: S
 
 
 async def test_a_round_claims_a_ready_batch_that_starts_as_slots_free(settings_with: SettingsWith) -> None:
-    """A round holds twice an endpoint's room: half in flight, half ready to go when an attempt ends."""
+    """A round holds more than an endpoint can take at once: its room in flight, the rest ready to go."""
     clock = Clock()
-    settings = settings_for(settings_with, delivery_timeout_s=0.5, endpoint_concurrency=2)
-    async with subscriber(then=HANG) as slow, open_relay(settings, clock, background=False) as relay:
+    settings = settings_for(settings_with, delivery_timeout_s=5.0, endpoint_concurrency=2)
+    async with (
+        subscriber(then=Reply(delay=0.2)) as slow,
+        open_relay(settings, clock, background=False) as relay,
+    ):
         await subscribe(relay, slow.url)
         for i in range(6):
             await callback(relay, f"j{i}", clock=clock)
         deliverer = relay.services.loop(Deliverer)
-        assert await deliverer.run_once(clock.now) == 4  # 2 in flight and 2 ready
+        assert await deliverer.run_once(clock.now) == 6  # 2 in flight, 4 ready
         await slow.received_at_least(2)
-        assert deliverer.in_flight == 2 and len(slow.received) == 2
-        # The first two time out; the ready two go out then, with no round in between.
-        await slow.received_at_least(4, within=5)
         assert deliverer.in_flight == 2
+        # The ready four go out two at a time as answers come, with no round in between.
+        await slow.received_at_least(6, within=5)
         await deliverer.drain()
-        statuses = sorted(d["status"] for d in await deliveries(relay))
-        assert statuses == ["pending", "pending", "retrying", "retrying", "retrying", "retrying"]
+        assert [d["status"] for d in await deliveries(relay)] == ["delivered"] * 6
+
+
+async def test_a_ready_claim_that_waited_past_a_timeout_is_let_go(settings_with: SettingsWith) -> None:
+    """A ready claim whose endpoint held its slot for a whole timeout is not sent late under its lease: it is
+    let go, and claimed again once that lease lapses."""
+    clock = Clock()
+    settings = settings_for(settings_with, delivery_timeout_s=0.3, endpoint_concurrency=1, retry_jitter=0.0)
+    async with subscriber(then=HANG) as hole, open_relay(settings, clock, background=False) as relay:
+        await subscribe(relay, hole.url)
+        for i in range(3):
+            await callback(relay, f"j{i}", clock=clock)
+        deliverer = relay.services.loop(Deliverer)
+        assert await deliverer.run_once(clock.now) == 3  # 1 in flight, 2 ready
+        await deliverer.drain()  # the first times out; the two ready ones waited as long: let go
+        assert len(hole.received) == 1
+        hole.then = Reply(200)
+        assert await deliver(relay, clock.now + 1) == 0  # still under their lease
+        assert await deliver(relay, clock.now + deliverer.lease_s + 1) == 3  # lapsed, and the retry is due
+        assert len(hole.received) == 4
+        assert sorted(d["status"] for d in await deliveries(relay)) == ["delivered"] * 3
 
 
 async def test_the_circuit_breaker_pauses_a_failing_endpoint_and_probes_it(

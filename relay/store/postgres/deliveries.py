@@ -1,4 +1,5 @@
-"""The delivery outbox's SQL for PostgreSQL, each function inside its caller's transaction.
+"""The delivery outbox's SQL for PostgreSQL, each function inside its caller's transaction, but for `claim`
+and `record`, whose statements are each atomic and may run outside one.
 
 Several relay processes may claim at once: a claim reads the due rows, chooses within room, and takes the
 chosen ones it can lock (`FOR UPDATE SKIP LOCKED`), so two claimers never take the same delivery and neither
@@ -206,14 +207,20 @@ async def finish(conn: Connection, results: Sequence[AttemptResult]) -> list[boo
 
 
 async def record(conn: Connection, results: Sequence[AttemptResult]) -> None:
-    """`finish` without telling which claims were lost: the statements go out together, in one round trip."""
+    """`finish` without telling which claims were lost: the statements go out together, in one round trip.
+
+    Outside a transaction the batch is still one: its statements share the implicit transaction of one sync.
+    """
     if not results:
         return
     order = _in_delivery_order(results)
-    await conn.executemany(
-        _SETTLE_SQL, [(*attempt_values(results[i]), *settlement_values(results[i])) for i in order]
-    )
-    await _disable_refused(conn, results)
+    values = [(*attempt_values(results[i]), *settlement_values(results[i])) for i in order]
+    if not any(result.disable_subscription for result in results):
+        await conn.executemany(_SETTLE_SQL, values)
+        return
+    async with conn.transaction():  # a 410: its subscription is disabled with its record, or neither
+        await conn.executemany(_SETTLE_SQL, values)
+        await _disable_refused(conn, results)
 
 
 def _in_delivery_order(results: Sequence[AttemptResult]) -> list[int]:
