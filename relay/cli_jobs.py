@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from relay.cli_common import load_config
 from relay.client import Client, RelayError, WaitTimeout
 
 __all__ = ["EXIT_FAILED", "EXIT_SUCCEEDED", "EXIT_USAGE", "EXIT_WAIT_TIMEOUT", "jobs"]
@@ -55,10 +56,7 @@ def _client(config: Path | None, url: str | None, api_key: str | None, ticket: s
     """A client for the running relay: the options (or RELAY_URL/RELAY_API_KEY), else the config's address
     and first API key, as `relay deliveries` finds them."""
     if url is None or (api_key is None and ticket is None):
-        # relay.cli adds this group to `relay`: imported here, so that neither module needs the other first.
-        from relay.cli import _load
-
-        settings = _load(config)
+        settings = load_config(config)
         url = url or settings.base_url
         if api_key is None and ticket is None:
             if not settings.api_keys:

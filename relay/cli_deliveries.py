@@ -1,0 +1,111 @@
+"""`relay deliveries list|retry`: deliveries to subscribers, asked of the running relay over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from relay.cli_common import config_option, load_config, shown
+
+__all__ = ["deliveries"]
+
+
+def _relay_api(config: Path | None, url: str | None, api_key: str | None) -> httpx.Client:
+    """A client for the running relay: `--url`/`--api-key`, else the config's address and first API key."""
+    if url is None or api_key is None:
+        settings = load_config(config)
+        url = url or settings.base_url
+        if api_key is None:
+            if not settings.api_keys:
+                raise click.ClickException("no API key: pass --api-key or set api_keys in the config")
+            api_key = settings.api_keys[0]
+    return httpx.Client(base_url=url, headers={"authorization": f"Bearer {api_key}"}, timeout=30)
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach relay at {client.base_url}: {exc}") from None
+    if response.is_error:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        raise click.ClickException(f"{response.status_code}: {message}")
+    return response.json()
+
+
+_api_options = [
+    config_option,
+    click.option("--url", default=None, help="The relay's base URL (default: from the config)."),
+    click.option("--api-key", default=None, help="An API key (default: the config's first)."),
+]
+
+
+def _with_api_options(command: Any) -> Any:
+    for option in reversed(_api_options):
+        command = option(command)
+    return command
+
+
+@click.group()
+def deliveries() -> None:
+    """List and resend deliveries to subscribers (asks the running relay)."""
+
+
+@deliveries.command("list")
+@_with_api_options
+@click.option("--status", default=None, help="pending, delivering, retrying, delivered or dead.")
+@click.option("--source", default=None)
+@click.option("--job-id", default=None)
+@click.option("--subscription", "subscription_id", default=None, help="A subscription id (sub_...).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--cursor", default=None, help="next_cursor from an earlier page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
+def deliveries_list(
+    config: Path | None, url: str | None, api_key: str | None, as_json: bool, **filters: Any
+) -> None:
+    """Deliveries newest first: id, status, event, job, attempts, last answer, URL."""
+    params = {k: v for k, v in filters.items() if v is not None}
+    with _relay_api(config, url, api_key) as client:
+        page = _call(client, "GET", "/v1/deliveries", params=params)
+    if not page["deliveries"]:
+        click.echo(_none_listed(params), err=True)  # stderr: stdout stays the rows, or valid JSON
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    for d in page["deliveries"]:
+        last = d["last_status_code"] or d["last_error"] or "-"
+        click.echo(
+            f"{d['id']}\t{d['status']}\t{d['event_type']}\t{shown(d['source'])}/{shown(d['job_id'])}\t"
+            f"attempts={d['attempt_count']}\tlast={shown(str(last))}\t{shown(d['url'])}"
+        )
+    if page["next_cursor"]:
+        click.echo(f"(more: --cursor {page['next_cursor']})", err=True)
+
+
+def _none_listed(params: dict[str, Any]) -> str:
+    """What an empty page says: no deliveries (matching the filters), or none after the cursor."""
+    if params.get("cursor"):
+        return "no more deliveries"
+    filters = ", ".join(f"{k}={shown(str(v))}" for k, v in params.items() if k != "limit")
+    return f"no deliveries matching {filters}" if filters else "no deliveries"
+
+
+@deliveries.command("retry")
+@_with_api_options
+@click.argument("ids", nargs=-1, required=True)
+def deliveries_retry(config: Path | None, url: str | None, api_key: str | None, ids: tuple[str, ...]) -> None:
+    """Send deliveries IDS (dlv_...) again now, with the same webhook-id and a fresh retry schedule."""
+    with _relay_api(config, url, api_key) as client:
+        for delivery_id in ids:
+            d = _call(client, "POST", f"/v1/deliveries/{delivery_id}/retry")
+            click.echo(
+                f"{d['id']}\t{d['status']}\t{d['event_type']}\t{shown(d['source'])}/{shown(d['job_id'])}\t"
+                f"{shown(d['url'])}"
+            )
