@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BadGateway",
     "BadRequest",
     "ConfigError",
     "Conflict",
@@ -72,6 +73,13 @@ class HeadersTooLarge(RelayError):
 
 class InternalError(RelayError):
     """An unexpected failure, answered in the same shape as every other error."""
+
+
+class BadGateway(RelayError):
+    """A provider's API refused or did not answer what relay asked of it on a client's behalf."""
+
+    status = 502
+    default_code = "provider_error"
 
 
 class ServiceUnavailable(RelayError):

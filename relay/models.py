@@ -129,6 +129,7 @@ class Job:
     row_id: int = 0
     subscribers: tuple[str, ...] = ()
     timeout_s: float | None = None  # its own, from its registration; None: its source's
+    progress: Any = None  # the latest non-final callback's payload (relay/domain/progress.py)
 
     @property
     def final(self) -> bool:
@@ -149,6 +150,7 @@ class Job:
             "finished_at": iso(self.finished_at),
             "deadline": iso(self.deadline),
             "callbacks": self.callbacks,
+            "progress": self.progress,
         }
 
 

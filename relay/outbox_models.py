@@ -13,6 +13,7 @@ from relay.models import FINAL_STATUSES, Status, iso, record
 __all__ = [
     "EVENT_TYPES",
     "FINAL_EVENT_TYPES",
+    "PROGRESS_EVENT_TYPE",
     "AttemptResult",
     "Claim",
     "Delivery",
@@ -24,8 +25,10 @@ __all__ = [
     "endpoint_of",
 ]
 
-EVENT_TYPES = frozenset(f"job.{s.value}" for s in Status if s != Status.PENDING)
-# What a subscriber gets when it names no events; job.running only when named.
+# A non-final callback whose payload changed (relay/domain/progress.py); sent only when named.
+PROGRESS_EVENT_TYPE = "job.progress"
+EVENT_TYPES = frozenset(f"job.{s.value}" for s in Status if s != Status.PENDING) | {PROGRESS_EVENT_TYPE}
+# What a subscriber gets when it names no events; job.running and job.progress only when named.
 FINAL_EVENT_TYPES = frozenset(f"job.{s.value}" for s in FINAL_STATUSES)
 
 

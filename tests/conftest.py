@@ -191,10 +191,12 @@ async def start_relay(
     clock: Callable[[], float] = time.time,
     background: bool = True,
     http: type[asyncio.Protocol] | None = None,
+    port: int | None = None,
 ) -> AsyncIterator[LiveRelay]:
     """Serve `create_app(settings)` on 127.0.0.1 until the block ends (loops stopped unless `background`);
-    `http` replaces uvicorn's HTTP protocol (relay/http_protocol.py), as `relay serve` does."""
-    port = free_port()
+    `http` replaces uvicorn's HTTP protocol (relay/http_protocol.py), as `relay serve` does. `port` (default:
+    a free one) lets settings name the relay's own URL (`public_url`) before it starts."""
+    port = port or free_port()
     app = create_app(settings, clock=clock, background=background)
     config = uvicorn.Config(
         app,

@@ -1,8 +1,9 @@
 """Fake provider status APIs on 127.0.0.1 (the only mock: the provider's network edge).
 
 Answers are set per path with the providers' documented payloads; every request is recorded, and the
-requests still in flight are counted. A plain HTTP/1.1 server on asyncio (keep-alive, GET only): it starts
-and stops in a millisecond, where uvicorn's shutdown takes 0.2 s of every test that asks a provider.
+requests still in flight are counted. A plain HTTP/1.1 server on asyncio (keep-alive; any method, a request
+body read and dropped): it starts and stops in a millisecond, where uvicorn's shutdown takes 0.2 s of every
+test that asks a provider. An answer is set per path, for whatever method asks it; `calls` says which did.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class FakeProviderApi:
     answers: dict[str, tuple[int, Any]] = field(default_factory=dict)
     hang: set[str] = field(default_factory=set)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of each request
     in_flight: int = 0
     _writers: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
 
@@ -37,12 +39,10 @@ class FakeProviderApi:
         self._writers.add(writer)
         try:
             while True:  # one request after another on a kept-alive connection, until the client hangs up
-                method, path, authorization = _parse(await reader.readuntil(b"\r\n\r\n"))
-                if method != "GET":
-                    writer.write(_response(405, {"detail": "method not allowed"}))
-                    await writer.drain()
-                    continue
+                method, path, authorization, length = _parse(await reader.readuntil(b"\r\n\r\n"))
+                await reader.readexactly(length)
                 self.requests.append((path, authorization))
+                self.calls.append((method, path))
                 self.in_flight += 1
                 try:
                     if path in self.hang:  # never answers; the relay's timeout must end it by hanging up
@@ -60,14 +60,15 @@ class FakeProviderApi:
             writer.close()
 
 
-def _parse(head: bytes) -> tuple[str, str, str | None]:
-    """The method, the decoded path and the authorization header of a request's head (it has no body)."""
+def _parse(head: bytes) -> tuple[str, str, str | None, int]:
+    """The method, the decoded path, the authorization header and the body's length of a request's head."""
     request_line, *lines = head.decode("latin-1").split("\r\n")
     method, target, _ = request_line.split(" ", 2)
     headers = {
         name.strip().lower(): value.strip() for name, _, value in (ln.partition(":") for ln in lines if ln)
     }
-    return method, unquote(urlsplit(target).path), headers.get("authorization")
+    length = int(headers.get("content-length", "0"))
+    return method, unquote(urlsplit(target).path), headers.get("authorization"), length
 
 
 def _response(status: int, body: Any) -> bytes:

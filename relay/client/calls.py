@@ -26,6 +26,7 @@ __all__ = [
     "create_subscription",
     "delete_subscription",
     "get_job",
+    "get_source",
     "job_events",
     "job_path",
     "list_deliveries",
@@ -144,6 +145,10 @@ def list_jobs(source: str | None, status: str | None, limit: int | None, cursor:
 
 def cancel(source: str, job_id: str) -> Call:
     return Call("POST", f"{job_path(source, job_id)}/cancel")
+
+
+def get_source(name: str) -> Call:
+    return Call("GET", f"/v1/sources/{_segment(name)}")
 
 
 def create_subscription(url: str, source: str | None, events: Sequence[str] | None) -> Call:

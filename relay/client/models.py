@@ -80,6 +80,7 @@ class Job:
     files: tuple[File, ...] = ()
     ticket: str | None = None
     webhook_url: str | None = None
+    progress: Any = None  # the latest non-final callback's payload (a `job.progress` event's news)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -106,6 +107,7 @@ class Job:
             files=tuple(File.from_dict(f) for f in doc.get("files") or ()),
             ticket=doc.get("ticket"),
             webhook_url=doc.get("webhook_url"),
+            progress=doc.get("progress"),
             raw=doc,
         )
 

@@ -167,6 +167,11 @@ class Client:
         `CancelUnsupported` or `AlreadyFinal`."""
         return Job.from_dict(self._call(calls.cancel(source, job_id)))
 
+    def webhook_url(self, source: str) -> str:
+        """The URL to hand `source`'s provider, the same for every job of the source (with its token where the
+        kind signs nothing): submit with it, then register the job ID the provider answered."""
+        return str(self._call(calls.get_source(source))["webhook_url"])
+
     # --- subscriptions and deliveries ---
 
     def create_subscription(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from relay.models import Callback, IngestOutcome, Job, Registration, Status, record
+from relay.domain.progress import PROGRESS_EVENT_TYPE, new_progress, progress_of
+from relay.models import Callback, Event, IngestOutcome, Job, Registration, Status, record
 
 __all__ = [
     "JobChange",
@@ -50,8 +51,9 @@ def transition(current: Status | None, incoming: Status) -> Transition:
     if current is None or current in (Status.PENDING, Status.RUNNING):
         if incoming.final:
             return _TO[incoming]
-        # Non-final words (queued, starting, processing...) all mean "we heard from the provider".
-        return _TO[Status.RUNNING] if current != Status.RUNNING else _UNCHANGED
+        # Non-final words (queued, starting, processing...) all mean "we heard from the provider"; `pending`
+        # itself (a cancel request's entry for a job not heard of yet, relay/cancel.py) changes nothing.
+        return _TO[Status.RUNNING] if current not in (Status.RUNNING, incoming) else _UNCHANGED
     if current == Status.TIMED_OUT and incoming.final and incoming != Status.TIMED_OUT:
         return _LATE[incoming]
     return _UNCHANGED
@@ -71,14 +73,22 @@ class JobChange:
     job: Job  # the job as it will stand once written
     step: Transition
     duplicate: bool  # it changed nothing because the job was already final (API.md's `duplicate`)
+    progressed: bool = False  # a running job took a new non-final payload (a `job.progress` event)
 
     @property
     def changed(self) -> bool:
-        return self.step.changed
+        return self.step.changed or self.progressed
+
+    @property
+    def event_type(self) -> str | None:
+        """The event the change makes: its new status's, else `job.progress`; None when it makes none."""
+        if self.step.changed:
+            return Event.type_for(self.job.status)
+        return PROGRESS_EVENT_TYPE if self.progressed else None
 
     def outcome(self, queued: int) -> IngestOutcome:
         """The answer once the change is stored, with the deliveries it queued."""
-        return IngestOutcome(self.job, duplicate=self.duplicate, changed=self.step.changed, queued=queued)
+        return IngestOutcome(self.job, duplicate=self.duplicate, changed=self.changed, queued=queued)
 
 
 def new_job_from_callback(source: str, callback: Callback, now: float, timeout_s: float) -> Job:
@@ -100,13 +110,19 @@ def new_job_from_callback(source: str, callback: Callback, now: float, timeout_s
         finished_at=now if final else None,
         deadline=now + timeout_s,
         callbacks=1,
+        progress=progress_of(callback),
     )
 
 
 def apply_callback(job: Job, callback: Callback, now: float, timeout_s: float) -> JobChange:
-    """A callback to a known job (not a redelivery): it counts, and it moves the job as `transition` says."""
+    """A callback to a known job (not a redelivery): it counts, and it moves the job as `transition` says;
+    a non-final payload that is news to a running job is kept as its `progress`."""
     step = transition(job.status, callback.status)
     if step.status is None:
+        payload = new_progress(job, callback)
+        if payload is not None:
+            after = replace(job, progress=payload, updated_at=now, callbacks=job.callbacks + 1)
+            return JobChange(after, step, duplicate=False, progressed=True)
         after = replace(job, callbacks=job.callbacks + 1)
     elif step.status.final:
         after = replace(
@@ -126,6 +142,7 @@ def apply_callback(job: Job, callback: Callback, now: float, timeout_s: float) -
             updated_at=now,
             callbacks=job.callbacks + 1,
             deadline=now + timeout_s if job.timeout_s is None else job.deadline,
+            progress=progress_of(callback),
         )
     # Anything reaching a job already final (but a late result after timed_out) changes nothing.
     return JobChange(after, step, duplicate=job.final and not step.changed)
@@ -198,6 +215,7 @@ def time_out(job: Job, now: float) -> JobChange | None:
         row_id=job.row_id,
         subscribers=job.subscribers,
         timeout_s=job.timeout_s,
+        progress=job.progress,
     )
     return JobChange(timed_out, _TO[Status.TIMED_OUT], duplicate=False)
 

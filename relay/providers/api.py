@@ -90,7 +90,7 @@ class ProviderApi:
 
     def url(self, *segments: str) -> str:
         """The URL of `segments` under the base URL, each percent-encoded whole: an ID stays one segment."""
-        return "/".join([self.base_url, *(quote(segment, safe="") for segment in segments)])
+        return "/".join([self.base_url, *(_path_segment(segment) for segment in segments)])
 
     def on_api(self, url: object) -> bool:
         """True when `url` is on this API's origin: the same scheme, host and port, and no user info."""
@@ -98,9 +98,13 @@ class ProviderApi:
 
     async def get(self, client: httpx.AsyncClient, url: str) -> httpx.Response:
         """GET `url` with the API token; a URL off the API's origin raises `OriginRefused`, unrequested."""
+        return await self.send(client, "GET", url)
+
+    async def send(self, client: httpx.AsyncClient, method: str, url: str) -> httpx.Response:
+        """`method` `url` (no body) with the API token; off the API's origin: `OriginRefused`, unrequested."""
         if not self.on_api(url):
             raise OriginRefused(f"{host_of(url)} is not on the provider's API ({self.origin}): not requested")
-        return await client.get(url, headers=self._headers)
+        return await client.request(method, url, headers=self._headers)
 
     async def get_json(self, client: httpx.AsyncClient, url: str) -> Any:
         """GET a status resource as JSON; a non-2xx answer or one nested past the bound a callback has raises
@@ -108,6 +112,12 @@ class ProviderApi:
         response = await self.get(client, url)
         response.raise_for_status()
         return answer_json(response)
+
+
+def _path_segment(text: str) -> str:
+    """`text` as one path segment; `.` and `..` escaped too, which a URL would otherwise resolve away."""
+    quoted = quote(text, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def answer_json(response: httpx.Response) -> Any:

@@ -16,6 +16,7 @@ from relay.errors import BadRequest, ConfigError, Unauthorized
 from relay.jsoncodec import check_depth, too_deep
 from relay.models import Callback, Job, Status
 from relay.providers.api import ProviderApi, host_of
+from relay.providers.cancel import CancelAnswer, unsupported
 
 __all__ = [
     "COMMON_STATUS_WORDS",
@@ -133,6 +134,18 @@ class Provider:
         status endpoint or no API token is configured. Errors propagate; the sweeper treats them as no answer.
         """
         return None
+
+    async def cancel(self, job: Job, client: httpx.AsyncClient) -> CancelAnswer:
+        """Ask the provider to cancel `job` (relay/providers/cancel.py): its answer, or 409
+        `cancel_unsupported` where the kind has no cancel API, or 502 `provider_error`."""
+        raise unsupported(f"source {self.source.name!r} is a {self.kind} source: it has no cancel API")
+
+    def cancel_api(self) -> ProviderApi:
+        """The API a cancel request goes to; 409 `cancel_unsupported` naming the key when no token is set."""
+        if self.api is None:
+            name = self.source.name
+            raise unsupported(f"source {name!r} has no API token: set sources.{name}.api_token to cancel")
+        return self.api
 
     def metadata_url(self, job: Job, key: str) -> str | None:
         """`job.metadata[key]` when it is a URL on the provider's API; one elsewhere is logged, not used."""

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from relay import signing
-from relay.errors import ConfigError, ServiceUnavailable, Unauthorized
+from relay.errors import ConfigError, RelayError, ServiceUnavailable, Unauthorized
 from relay.models import Callback, Job, Status
 from relay.providers.api import ProviderApi, answer_json
 from relay.providers.base import (
@@ -35,6 +35,15 @@ from relay.providers.base import (
     reconciled,
     status_of,
 )
+from relay.providers.cancel import (
+    CancelAnswer,
+    CancelOutcome,
+    answer_object,
+    cancel_answer,
+    refused,
+    send_cancel,
+    unsupported,
+)
 
 __all__ = ["DEFAULT_JWKS_URL", "Fal", "JwksKeys"]
 
@@ -45,6 +54,13 @@ REFETCH_INTERVAL_S = 60.0
 FETCH_TIMEOUT_S = 10.0
 
 WEBHOOK_STATUSES: Mapping[str, Status] = {"ok": Status.SUCCEEDED, "error": Status.FAILED}
+# The words of fal's answer to a cancel request (`OK`: removed from the queue, it never runs; `NOT_FOUND` is
+# no answer about the job: a 502).
+CANCEL_WORDS: Mapping[str, CancelOutcome] = {
+    "OK": CancelOutcome.CANCELED,
+    "CANCELLATION_REQUESTED": CancelOutcome.REQUESTED,
+    "ALREADY_COMPLETED": CancelOutcome.ENDED,
+}
 
 
 def _keys_of(jwks: Any) -> list[Ed25519PublicKey]:
@@ -181,7 +197,8 @@ class Fal(Provider):
             return None
         state = await self.api.get_json(client, status_url)
         if state.get("status") != "COMPLETED":  # IN_QUEUE, IN_PROGRESS: still running
-            return reconciled(job.job_id, Status.RUNNING, orjson.dumps(state))
+            # The state (queue position, logs) is the job's progress.
+            return reconciled(job.job_id, Status.RUNNING, orjson.dumps(state), state)
         if error_text(state.get("error")):  # COMPLETED does not mean success
             return reconciled(
                 job.job_id, Status.FAILED, orjson.dumps(state), state, error_text(state.get("error"))
@@ -200,11 +217,34 @@ class Fal(Provider):
 
     def _queue_urls(self, api: ProviderApi, job: Job) -> tuple[str | None, str | None]:
         """The status and response URLs: the job's own when on fal's API, else built from its model."""
-        model_id = job.metadata.get("model_id")
-        model = model_id.strip("/") if isinstance(model_id, str) else ""
-        request = api.url(*model.split("/"), "requests", job.job_id) if model else None
+        request = _request_url(api, job)
         status_url = self.metadata_url(job, "status_url") or (request and f"{request}/status")
         return status_url, self.metadata_url(job, "response_url") or request
+
+    async def cancel(self, job: Job, client: httpx.AsyncClient) -> CancelAnswer:
+        """PUT .../requests/{id}/cancel, built from the job's `metadata.model_id` (never its `cancel_url`).
+        fal answers `{"status": OK | CANCELLATION_REQUESTED | ALREADY_COMPLETED | NOT_FOUND}`; the word is
+        read whatever the HTTP status it comes with."""
+        api = self.cancel_api()
+        request = _request_url(api, job)
+        if request is None:
+            raise unsupported(f"fal job {job.job_id!r} has no metadata.model_id to build its cancel URL from")
+        response = await send_cancel(api, client, "PUT", f"{request}/cancel")
+        try:
+            word = answer_object(self.kind, response).get("status")
+        except RelayError:
+            word = None
+        outcome = CANCEL_WORDS.get(word) if isinstance(word, str) else None
+        if outcome is None:
+            raise refused(self.kind, job.job_id, response)
+        return cancel_answer(response, outcome)
+
+
+def _request_url(api: ProviderApi, job: Job) -> str | None:
+    """The queue URL of the job's request, from `metadata.model_id` (fal's app, without a subpath)."""
+    model_id = job.metadata.get("model_id")
+    model = model_id.strip("/") if isinstance(model_id, str) else ""
+    return api.url(*model.split("/"), "requests", job.job_id) if model else None
 
 
 def _json_or_text(response: httpx.Response) -> Any:

@@ -16,6 +16,16 @@ import orjson
 from relay.errors import BadRequest
 from relay.models import Callback, Job, Status
 from relay.providers.base import error_text, job_id_of, load_object, reconciled
+from relay.providers.cancel import (
+    CancelAnswer,
+    CancelOutcome,
+    answer_object,
+    cancel_answer,
+    outcome_of,
+    refused,
+    send_cancel,
+    unsupported,
+)
 from relay.providers.standard_webhooks import StandardWebhooksSigned
 
 __all__ = ["EVENT_STATUSES", "OpenAI"]
@@ -73,6 +83,10 @@ RESOURCES: Mapping[str, tuple[str, Mapping[str, Status]]] = {
 }
 
 
+# The resources relay cancels (POST /{path}/{id}/cancel), by the job ID prefix of RESOURCES.
+CANCELABLE = ("resp_", "batch_")
+
+
 class OpenAI(StandardWebhooksSigned):
     kind = "openai"
     options: ClassVar[Mapping[str, Any]] = {}
@@ -118,3 +132,23 @@ class OpenAI(StandardWebhooksSigned):
             None if status in (Status.SUCCEEDED, Status.RUNNING) else (error_text(obj.get("error")) or word)
         )
         return reconciled(job.job_id, status, orjson.dumps(obj), obj, error)
+
+    async def cancel(self, job: Job, client: httpx.AsyncClient) -> CancelAnswer:
+        """POST /responses/{id}/cancel (a background response) or /batches/{id}/cancel; the answer is the
+        object: a response `cancelled` at once, a batch `cancelling` (running) until its webhook says more."""
+        api = self.cancel_api()
+        prefix = next((p for p in CANCELABLE if job.job_id.startswith(p)), None)
+        if prefix is None:
+            raise unsupported(
+                f"relay cancels OpenAI responses (resp_...) and batches (batch_...), not job {job.job_id!r}"
+            )
+        path, words = RESOURCES[prefix]
+        response = await send_cancel(api, client, "POST", api.url(path, job.job_id, "cancel"))
+        if not response.is_success:
+            raise refused(self.kind, job.job_id, response)
+        obj = answer_object(self.kind, response)
+        word = obj.get("status")
+        outcome = outcome_of(word, words)
+        # As reconcile: a cancelled object's error, else its status word.
+        error = (error_text(obj.get("error")) or str(word)) if outcome is CancelOutcome.CANCELED else None
+        return cancel_answer(response, outcome, obj, error)

@@ -10,6 +10,14 @@ import orjson
 
 from relay.models import Callback, Job, Status
 from relay.providers.base import error_text, job_id_of, load_object, reconciled, status_of
+from relay.providers.cancel import (
+    CancelAnswer,
+    answer_object,
+    cancel_answer,
+    outcome_of,
+    refused,
+    send_cancel,
+)
 from relay.providers.standard_webhooks import StandardWebhooksSigned
 
 __all__ = ["Replicate"]
@@ -53,3 +61,13 @@ class Replicate(StandardWebhooksSigned):
         return reconciled(
             job.job_id, status, orjson.dumps(prediction), prediction, error_text(prediction.get("error"))
         )
+
+    async def cancel(self, job: Job, client: httpx.AsyncClient) -> CancelAnswer:
+        """POST /predictions/{id}/cancel: the answer is the prediction, `canceled` once it is."""
+        api = self.cancel_api()
+        response = await send_cancel(api, client, "POST", api.url("predictions", job.job_id, "cancel"))
+        if not response.is_success:
+            raise refused(self.kind, job.job_id, response)
+        prediction = answer_object(self.kind, response)
+        outcome = outcome_of(prediction.get("status"), PREDICTION_STATUSES)
+        return cancel_answer(response, outcome, prediction, error_text(prediction.get("error")))

@@ -21,6 +21,15 @@ from relay.providers.base import (
     reconciled,
     status_of,
 )
+from relay.providers.cancel import (
+    CancelAnswer,
+    answer_object,
+    cancel_answer,
+    outcome_of,
+    refused,
+    send_cancel,
+    unsupported,
+)
 
 __all__ = ["RunPod"]
 
@@ -72,3 +81,20 @@ class RunPod(UnsignedProvider):
         if str(envelope.get("status")).upper() == "TIMED_OUT" and error is None:
             error = "TIMED_OUT"
         return reconciled(job.job_id, status, orjson.dumps(envelope), envelope.get("output"), error)
+
+    async def cancel(self, job: Job, client: httpx.AsyncClient) -> CancelAnswer:
+        """POST /{endpoint_id}/cancel/{job}: RunPod answers `{"id", "status": "CANCELLED"}` at once."""
+        api = self.cancel_api()
+        endpoint = job.metadata.get("endpoint_id") or self.source.options.get("endpoint_id")
+        if not endpoint:
+            name = self.source.name
+            raise unsupported(
+                f"no RunPod endpoint for job {job.job_id!r}: set sources.{name}.endpoint_id, or register"
+                " the job with metadata.endpoint_id"
+            )
+        response = await send_cancel(api, client, "POST", api.url(str(endpoint), "cancel", job.job_id))
+        if not response.is_success:
+            raise refused(self.kind, job.job_id, response)
+        envelope = answer_object(self.kind, response)
+        outcome = outcome_of(envelope.get("status"), JOB_STATUSES)
+        return cancel_answer(response, outcome, envelope.get("output"), error_text(envelope.get("error")))

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive
 
-from relay.errors import BadRequest, NotFound
+from relay.cancel import request_cancel
+from relay.errors import BadRequest, Conflict, NotFound
 from relay.hub import Waiter
 from relay.jsoncodec import dumps
 from relay.models import MAX_TIMEOUT_S, Job, Registration, Status, is_seconds
@@ -192,8 +193,29 @@ async def list_jobs(request: Request) -> Response:
     return json_response({"jobs": [job.to_public() for job in jobs], "next_cursor": cursor})
 
 
+async def cancel_job(request: Request) -> Response:
+    """Ask the job's provider to cancel it (API key only: a ticket reads, it does not act); 202 with the job
+    once the provider took the request."""
+    svc = services(request)
+    authorize(request)
+    key = (request.path_params["source"], request.path_params["job_id"])
+    job = await svc.store.get_job(*key)
+    if job is None:
+        raise NotFound(f"no job {key[1]!r} from source {key[0]!r}", "unknown_job")
+    if job.final:
+        raise Conflict(f"job {key[1]!r} already ended ({job.status.value})", "already_final")
+    provider = svc.providers.get(job.source)
+    if provider is None:  # a job of a source since removed from the config
+        raise Conflict(f"source {job.source!r} is no longer configured", "cancel_unsupported")
+    outcome, answer = await request_cancel(
+        provider, job, svc.provider_http, svc.ingestor, svc.clock(), svc.settings.reconcile_timeout_s
+    )
+    return json_response({**outcome.job.to_public(), "provider_status_code": answer.status_code}, 202)
+
+
 routes = [
     Route("/v1/jobs", register_job, methods=["POST"]),
     Route("/v1/jobs", list_jobs, methods=["GET"]),
     RawPathRoute("/v1/jobs/{source}/{job_id}", get_job, methods=["GET"]),
+    RawPathRoute("/v1/jobs/{source}/{job_id}/cancel", cancel_job, methods=["POST"]),
 ]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from relay.domain.progress import coalesced
 from relay.errors import BadRequest, NotFound, ServiceUnavailable
 from relay.jsoncodec import dumps
 from relay.models import Event
@@ -63,7 +64,8 @@ async def job_events(request: Request) -> Response:
             while True:
                 # The job before its events: if it is final here, its final event is already stored.
                 job = await svc.store.get_job(*key)
-                for event in await svc.store.list_events(*key, after):
+                # A burst of progress read in one go is sent as its newest (a chatty provider).
+                for event in coalesced(await svc.store.list_events(*key, after)):
                     yield _sse(event)
                     after = event.id
                     heartbeat_at = time.monotonic() + heartbeat_s

@@ -31,7 +31,7 @@ __all__ = [
 
 JOB_COLUMNS = (
     "id, source, job_id, status, result, error, late, metadata, created_at, updated_at, "
-    "finished_at, deadline, callbacks, subscribers, timeout_s"
+    "finished_at, deadline, callbacks, subscribers, timeout_s, progress"
 )
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE source = ? AND job_id = ?"
 # A job still running: what the sweeper times out and reconciles, and what a deadline may be moved for.
@@ -79,6 +79,7 @@ def job_from_row(row: Any) -> Job:
         callbacks=row[12],
         subscribers=tuple(orjson.loads(row[13])),
         timeout_s=row[14],
+        progress=None if row[15] is None else orjson.loads(row[15]),
     )
 
 

@@ -4,13 +4,9 @@ event-stream decoder, tickets, and jobs() paging through every page."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
 
 import pytest
-from starlette.routing import Route
 
-from relay.app import create_app
 from relay.client import (
     AlreadyFinal,
     AsyncClient,
@@ -27,7 +23,7 @@ from relay.client import (
 from relay.client.errors import error_from_answer
 from relay.client.streaming import SseDecoder
 from tests.client.conftest import post_status
-from tests.conftest import API_KEY, LiveRelay, make_settings
+from tests.conftest import API_KEY, LiveRelay
 
 
 async def test_any_job_id_reads_back(client: AsyncClient) -> None:
@@ -96,14 +92,6 @@ def test_error_answers_map_to_their_classes() -> None:
     assert proxy_page.code == "http_502" and proxy_page.message == "<html>Bad Gateway</html>"
 
 
-def _cancel_served() -> bool:
-    """Whether relay serves the cancel route yet (it is built beside this client, in issue 11)."""
-    app = create_app(make_settings(Path(tempfile.gettempdir())), background=False)
-    routes = [r for r in app.routes if isinstance(r, Route)]
-    return any("POST" in (r.methods or ()) and r.path_regex.match("/v1/jobs/demo/j/cancel") for r in routes)
-
-
-@pytest.mark.skipif(not _cancel_served(), reason="relay does not serve POST .../cancel yet")
 async def test_cancel_where_the_kind_has_no_cancel_api_raises_cancel_unsupported(client: AsyncClient) -> None:
     """A standard-webhooks source has no provider to ask: 409 cancel_unsupported, as CancelUnsupported."""
     await client.register("demo", "c1")

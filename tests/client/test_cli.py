@@ -11,8 +11,18 @@ from click.testing import CliRunner, Result
 
 from relay.cli import main
 from tests.client.conftest import post_status
-from tests.conftest import API_KEY, DEMO_SECRET, LiveRelay, free_port, wait_for
+from tests.conftest import (
+    API_KEY,
+    DEMO_SECRET,
+    REPLICATE_SECRET,
+    LiveRelay,
+    free_port,
+    make_settings,
+    start_relay,
+    wait_for,
+)
 from tests.e2e.conftest import write_config
+from tests.fake_provider_api import fake_provider_api
 
 
 async def relay_cli(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -127,3 +137,28 @@ async def test_the_url_and_key_come_from_the_config_or_the_environment(
     )
     assert from_env.exit_code == 0, from_env.output
     assert json.loads(from_env.stdout)["status"] == "succeeded"
+
+
+async def test_cancel_prints_the_job_or_exits_2_saying_why(tmp_path: Path) -> None:
+    """`jobs cancel` asks relay, which asks Replicate (faked on loopback): the canceled job on stdout; a job
+    of a kind with no cancel API exits 2 with cancel_unsupported on stderr."""
+    async with fake_provider_api() as provider:
+        replicate = {
+            "kind": "replicate",
+            "secret": REPLICATE_SECRET,
+            "api_token": "r8_test",
+            "api_base_url": f"{provider.base_url}/v1",
+        }
+        sources = {"demo": {"kind": "standard-webhooks", "secret": DEMO_SECRET}, "replicate": replicate}
+        async with start_relay(make_settings(tmp_path, sources=sources), background=False) as relay:
+            for source, job_id in (("replicate", "p1"), ("demo", "d1")):
+                registered = await relay_cli("jobs", "register", source, job_id, *api(relay))
+                assert registered.exit_code == 0, registered.output
+            provider.answer("/v1/predictions/p1/cancel", {"id": "p1", "status": "canceled", "error": None})
+            canceled = await relay_cli("jobs", "cancel", "replicate", "p1", *api(relay))
+            assert canceled.exit_code == 0, canceled.output
+            assert json.loads(canceled.stdout)["status"] == "canceled"
+            unsupported = await relay_cli("jobs", "cancel", "demo", "d1", *api(relay))
+            assert unsupported.exit_code == 2 and unsupported.stdout == ""
+            assert "cancel_unsupported" in unsupported.stderr
+    assert provider.calls == [("POST", "/v1/predictions/p1/cancel")]

@@ -64,12 +64,12 @@ def test_a_route_added_without_a_description_is_found(settings: Settings) -> Non
 
     routes = [
         *create_app(settings).routes,
-        Route("/v1/jobs/{source}/{job_id:path}/cancel", endpoint, methods=["POST"]),
+        Route("/v1/jobs/{source}/{job_id:path}/pause", endpoint, methods=["POST"]),
         Mount("/v1/files", routes=[Route("/{id}", endpoint)]),
     ]
     routed = set(routed_operations(routes))
     documented = set(documented_operations(document()))
-    assert routed - documented == {("post", "/v1/jobs/{source}/{job_id}/cancel"), ("get", "/v1/files/{id}")}
+    assert routed - documented == {("post", "/v1/jobs/{source}/{job_id}/pause"), ("get", "/v1/files/{id}")}
     fewer = set(routed_operations([r for r in routes if getattr(r, "path", "") != "/healthz"]))
     assert documented - fewer == {("get", "/healthz")}
 

@@ -155,7 +155,7 @@ def test_the_api_reference_claims_no_route_that_is_not_served(tmp_path: Path) ->
     doc = API_DOC.read_text(encoding="utf-8")
     routes = served_routes(tmp_path)
     assert not_served(routes, current_sections(doc)) == []
-    assert not_served(routes, "`POST /v1/jobs/{source}/{job_id}/cancel`") == [
-        "POST /v1/jobs/{source}/{job_id}/cancel"
+    assert not_served(routes, "`POST /v1/jobs/{source}/{job_id}/cancel`") == []
+    assert not_served(routes, "`POST /v1/jobs/{source}/{job_id}/pause`") == [
+        "POST /v1/jobs/{source}/{job_id}/pause"
     ]
-    assert "POST /v1/jobs/{source}/{job_id}/cancel" not in current_sections(doc)

@@ -34,6 +34,7 @@ JOB_KEYS = {
     "finished_at",
     "deadline",
     "callbacks",
+    "progress",
 }
 
 
@@ -80,6 +81,7 @@ def test_job_to_public_has_exactly_the_contract_keys() -> None:
         "finished_at": "2023-11-14T22:13:21.500Z",
         "deadline": None,
         "callbacks": 3,
+        "progress": None,
     }
     assert type(public["status"]) is str
 

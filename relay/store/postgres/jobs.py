@@ -45,18 +45,20 @@ LOCK_JOB = numbered(f"{SELECT_JOB} FOR UPDATE")
 # The columns a rule of relay/domain/jobs.py may move, in the order `_moved` gives their values.
 MOVED = (
     "status, late, result, error, metadata, subscribers, timeout_s, updated_at, finished_at, deadline,"
-    " callbacks"
+    " callbacks, progress"
 )
 _INSERT_JOB = (
     f"INSERT INTO jobs (source, job_id, created_at, reconcile_at, {MOVED})"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     " ON CONFLICT (source, job_id) DO NOTHING RETURNING id"
 )
 # A callback's first word about a job: the insert also tells other processes (NOTIFY is sent at COMMIT), in
 # the same round trip.
-_INSERT_JOB_NOTIFYING = f"{_INSERT_JOB}, {notify_job_sql('$16')}"
-_UPDATE_JOB = f"UPDATE jobs SET ({MOVED}) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) WHERE id = $1"
-_UPDATE_JOB_NOTIFYING = f"{_UPDATE_JOB} RETURNING {notify_job_sql('$13')}"
+_INSERT_JOB_NOTIFYING = f"{_INSERT_JOB}, {notify_job_sql('$17')}"
+_UPDATE_JOB = (
+    f"UPDATE jobs SET ({MOVED}) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) WHERE id = $1"
+)
+_UPDATE_JOB_NOTIFYING = f"{_UPDATE_JOB} RETURNING {notify_job_sql('$14')}"
 _RECORD = (
     "INSERT INTO callbacks (job_row, delivery_id, received_at, status, via, body, event_id, type, data)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_row, delivery_id) DO NOTHING RETURNING id"
@@ -72,7 +74,7 @@ def moved(job: Job) -> tuple[Any, ...]:
     """The values of `MOVED` for `job`."""
     json = (dump(job.result), job.error, orjson.dumps(job.metadata), orjson.dumps(list(job.subscribers)))
     times = (job.timeout_s, job.updated_at, job.finished_at, job.deadline)
-    return (job.status.value, job.late, *json, *times, job.callbacks)
+    return (job.status.value, job.late, *json, *times, job.callbacks, dump(job.progress))
 
 
 async def _insert(
@@ -98,14 +100,15 @@ async def write_job(conn: Connection, job: Job, sql: str = _UPDATE_JOB, *more: A
 
 
 async def record_entry(
-    conn: Connection, job_row: int, cb: Callback, now: float, changed: Job | None
+    conn: Connection, job_row: int, cb: Callback, now: float, changed: Job | None, kind: str | None = None
 ) -> int | None:
     """Keep one history entry, and when it changed the job (`changed`, as it now stands) the change's event
-    with its deliveries queued; answer how many, or None for a redelivery (nothing stored)."""
+    (`kind`, by default its status's) with its deliveries queued; answer how many, or None for a redelivery
+    (nothing stored)."""
     head = (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body)
     if changed is None:
         return None if await conn.fetchval(_RECORD, *head, None, None, None) is None else 0
-    kind = Event.type_for(changed.status)
+    kind = kind or Event.type_for(changed.status)
     event = Event(0, new_event_id(now), changed.source, changed.job_id, kind, now, changed.to_public())
     rows = await conn.fetch(_RECORD_EVENT, *head, event.event_id, kind, orjson.dumps(event.data))
     if not rows:
@@ -130,7 +133,9 @@ async def ingest_callback(
             break
     before = job_from_row(row)
     change = apply_callback(before, cb, now, timeout_s)
-    queued = await record_entry(conn, before.row_id, cb, now, change.job if change.changed else None)
+    queued = await record_entry(
+        conn, before.row_id, cb, now, change.job if change.changed else None, change.event_type
+    )
     if queued is None:  # a redelivery: already kept, changes nothing
         return IngestOutcome(before, duplicate=True, changed=False)
     if change.changed:

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from relay.domain.outbox import Recipient, backfill_targets, backfilled_events, targets_for
+from relay.domain.progress import coalesces
 from relay.models import Event, Job
 from relay.outbox_models import (
     AttemptResult,
@@ -43,6 +44,18 @@ _ATTEMPTS_SQL = (
 )
 _BACKFILL_EVENTS_SQL = numbered(BACKFILL_EVENTS_SQL)
 _GET_SUBSCRIPTION_SQL = numbered(GET_SUBSCRIPTION_SQL)
+# A new progress event takes over the last delivery of its job to a target when that is an older progress
+# event's, never attempted (relay/domain/progress.py `coalesces`). A claim that locked the row first wins:
+# the row, re-read once the claim commits, is no longer pending, and the event gets a row of its own.
+_TAKE_OVER_SQL = """
+UPDATE deliveries AS d SET event_row = $1, event_id = $2, updated_at = $3
+WHERE d.source = $4 AND d.job_id = $5 AND d.target = ANY($6::text[]) AND d.event_type = $7
+  AND d.status = 'pending' AND d.attempts = 0
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries AS e
+      WHERE e.source = d.source AND e.job_id = d.job_id AND e.target = d.target AND e.event_row > d.event_row)
+RETURNING d.target
+"""
 
 
 async def queue_deliveries(conn: asyncpg.Connection, event: Event, job: Job, now: float) -> int:
@@ -53,8 +66,16 @@ async def queue_deliveries(conn: asyncpg.Connection, event: Event, job: Job, now
 async def queue_deliveries_to(
     conn: asyncpg.Connection, event: Event, job: Job, now: float, everyone: Sequence[Recipient]
 ) -> int:
-    """As `queue_deliveries`, with the enabled subscriptions already read in this transaction."""
-    return await deliveries.insert(conn, [event], targets_for(event.type, job, everyone), now)
+    """As `queue_deliveries`, with the enabled subscriptions already read in this transaction (an event
+    that coalesces counts the deliveries it took over)."""
+    targets = targets_for(event.type, job, everyone)
+    if not targets or not coalesces(event.type):
+        return await deliveries.insert(conn, [event], targets, now)
+    names = [target for _, _, target in targets]
+    bound = (event.id, event.event_id, now, event.source, event.job_id, names, event.type)
+    taken = {row[0] for row in await conn.fetch(_TAKE_OVER_SQL, *bound)}
+    rest = [target for target in targets if target[2] not in taken]
+    return len(taken) + await deliveries.insert(conn, [event], rest, now)
 
 
 async def backfill_deliveries(

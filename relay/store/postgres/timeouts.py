@@ -29,7 +29,7 @@ __all__ = ["time_out", "time_out_many"]
 
 # A time-out's: the early reconcile is not asked of a job that is over.
 _TIME_OUT_JOB = (
-    f"UPDATE jobs SET ({MOVED}, reconcile_at) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)"
+    f"UPDATE jobs SET ({MOVED}, reconcile_at) = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL)"
     " WHERE id = $1"
 )
 

@@ -45,17 +45,22 @@ RECORD_WITH_EVENT = (
 
 
 def record_callback(
-    conn: sqlite3.Connection, job_row: int, cb: Callback, now: float, changed: Job | None = None
+    conn: sqlite3.Connection,
+    job_row: int,
+    cb: Callback,
+    now: float,
+    changed: Job | None = None,
+    kind: str | None = None,
 ) -> int | None:
     """Keep one entry of a job's history; None when the job already has this delivery ID (a redelivery:
     nothing is stored). When the callback changed the job (`changed` is the job as it now stands), the entry
-    is also the change's event, and its deliveries are queued in the same transaction (the outbox): the
-    answer is how many."""
+    is also the change's event (`kind`, by default its status's), and its deliveries are queued in the same
+    transaction (the outbox): the answer is how many."""
     if changed is None:
         recorded = conn.execute(_RECORD, (job_row, cb.delivery_id, now, cb.status.value, cb.via, cb.body))
         return 0 if recorded.rowcount else None
     event_id = new_event_id(now)
-    kind = Event.type_for(changed.status)
+    kind = kind or Event.type_for(changed.status)
     data = changed.to_public()
     recorded = conn.execute(
         RECORD_WITH_EVENT,
@@ -86,7 +91,9 @@ def ingest_callback(
     # The job as it will stand is made from what is about to be written rather than read back: one statement
     # and one decode of the stored result fewer per callback.
     change = apply_callback(before, cb, now, timeout_s)
-    queued = record_callback(conn, before.row_id, cb, now, changed=change.job if change.changed else None)
+    queued = record_callback(
+        conn, before.row_id, cb, now, change.job if change.changed else None, change.event_type
+    )
     if queued is None:  # a redelivery: already kept, changes nothing
         return IngestOutcome(before, duplicate=True, changed=False)
     _update(conn, change)
@@ -98,8 +105,8 @@ def _insert_new(conn: sqlite3.Connection, job: Job, reconcile_after_s: float | N
     # Not `RETURNING id`: a statement with RETURNING costs a third more than one read by `rowcount` and
     # `lastrowid` (measured), and this is the biggest statement of the hottest path.
     inserted = conn.execute(
-        "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at,"
-        " finished_at, deadline, reconcile_at, callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO jobs (source, job_id, status, result, error, created_at, updated_at, finished_at,"
+        " deadline, reconcile_at, callbacks, progress) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (source, job_id) DO NOTHING",
         (
             job.source,
@@ -113,6 +120,7 @@ def _insert_new(conn: sqlite3.Connection, job: Job, reconcile_after_s: float | N
             job.deadline,
             reconcile_at(job, reconcile_after_s),
             job.callbacks,
+            dump(job.progress),
         ),
     )
     return _stored(job, inserted.lastrowid) if inserted.rowcount else None
@@ -121,7 +129,12 @@ def _insert_new(conn: sqlite3.Connection, job: Job, reconcile_after_s: float | N
 def _update(conn: sqlite3.Connection, change: JobChange) -> None:
     """Write what a callback changed, one statement per kind of change: only the columns it moves."""
     job = change.job
-    if change.step.status is None:
+    if change.progressed:
+        conn.execute(
+            "UPDATE jobs SET progress = ?, updated_at = ?, callbacks = ? WHERE id = ?",
+            (dump(job.progress), job.updated_at, job.callbacks, job.row_id),
+        )
+    elif change.step.status is None:
         conn.execute("UPDATE jobs SET callbacks = ? WHERE id = ?", (job.callbacks, job.row_id))
     elif job.final:
         conn.execute(
@@ -140,8 +153,9 @@ def _update(conn: sqlite3.Connection, change: JobChange) -> None:
         )
     else:
         conn.execute(
-            "UPDATE jobs SET status = ?, updated_at = ?, callbacks = ?, deadline = ? WHERE id = ?",
-            (job.status.value, job.updated_at, job.callbacks, job.deadline, job.row_id),
+            "UPDATE jobs SET status = ?, updated_at = ?, callbacks = ?, deadline = ?, progress = ?"
+            " WHERE id = ?",
+            (job.status.value, job.updated_at, job.callbacks, job.deadline, dump(job.progress), job.row_id),
         )
 
 

@@ -23,6 +23,7 @@ from relay.domain.outbox import (
     ended_at,
     targets_for,
 )
+from relay.domain.progress import coalesces
 from relay.models import Event, Job
 from relay.outbox_models import AttemptResult, Claim, Delivery, Subscription, endpoint_of
 from relay.store.outbox_rows import (
@@ -86,9 +87,32 @@ _INSERT_DELIVERY = (
 # --- the outbox -------------------------------------------------------------------------------------------
 
 
+# A new progress event takes over the last delivery of its job to a target when that is an older progress
+# event's, never attempted (relay/domain/progress.py `coalesces`); bound: the event's row, id, the time,
+# the job's source and ID, its targets (a JSON array) and the event type.
+_TAKE_OVER_SQL = """
+UPDATE deliveries SET event_row = ?, event_id = ?, updated_at = ?
+WHERE source = ? AND job_id = ? AND target IN (SELECT value FROM json_each(?)) AND event_type = ?
+  AND status = 'pending' AND attempts = 0
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries AS e INDEXED BY deliveries_by_job
+      WHERE e.source = deliveries.source AND e.job_id = deliveries.job_id AND e.target = deliveries.target
+        AND e.event_row > deliveries.event_row)
+RETURNING target
+"""
+
+
 def fan_out(conn: sqlite3.Connection, event: Event, job: Job, now: float) -> int:
-    """Queue `event` for every subscriber that wants it, due now; answer how many deliveries were made."""
-    return _insert(conn, [event], targets_for(event.type, job, recipients(conn)), now)
+    """Queue `event` for every subscriber that wants it, due now; answer how many deliveries were made (or
+    taken over, for an event that coalesces)."""
+    targets = targets_for(event.type, job, recipients(conn))
+    if not targets or not coalesces(event.type):
+        return _insert(conn, [event], targets, now)
+    names = orjson.dumps([target for _, _, target in targets])
+    bound = (event.id, event.event_id, now, event.source, event.job_id, names, event.type)
+    taken = {row[0] for row in conn.execute(_TAKE_OVER_SQL, bound)}
+    rest = [target for target in targets if target[2] not in taken]
+    return len(taken) + _insert(conn, [event], rest, now)
 
 
 def backfill(conn: sqlite3.Connection, job: Job, urls: Iterable[str], now: float) -> int:
