@@ -7,12 +7,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import aiohttp
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from relay.archive import archive_session
+from relay.archiver import Archiver
 from relay.cors import cors_middleware
 from relay.delivery import Deliverer, delivery_client
 from relay.errors import BadRequest, InternalError, RelayError
@@ -22,13 +25,15 @@ from relay.loops import Loop, supervise
 from relay.metrics import Metrics
 from relay.openapi import routes as openapi_routes
 from relay.providers import ProviderWarnings, build_provider, provider_client
-from relay.routes import deliveries, hooks, jobs, ops, streams, subscriptions
+from relay.routes import deliveries, files, hooks, jobs, ops, streams, subscriptions
 from relay.routes.common import error_response, json_response
 from relay.services import Services
 from relay.settings import Settings
 from relay.store import Changes, Store, open_store
 from relay.sweeper import Sweeper
 from relay.tokens import Tokens
+from relay.ui import CallbackWindow
+from relay.ui import routes as ui_routes
 
 __all__ = ["create_app"]
 
@@ -63,6 +68,33 @@ def _heard_through_the_database() -> None:
 
 # How often a waiter reads a shared database when nothing can tell it of other processes' commits.
 UNHEARD_POLL_S = 1.0
+
+
+def _archiving(services: Services, worker: bool) -> aiohttp.ClientSession | None:
+    """Open the archive's blob store (files are served where the API is), and where the deliverer runs, the
+    archiver with its guarded client; answer that client, for the app to close."""
+    config = services.settings.archive
+    if config is None:
+        return None
+    services.blobs = config.open_store()
+    if not worker or not any(source.archive for source in services.settings.sources.values()):
+        return None
+    session = archive_session(
+        allow_private=services.settings.allow_private_destinations, limit=config.concurrency
+    )
+    ingestor = services.ingestor
+    archiver = Archiver(
+        config,
+        services.settings.sources,
+        services.store,
+        services.blobs,
+        session,
+        ingestor.announce,
+        services.clock,
+        services.metrics,
+    )
+    services.loops.append(archiver)
+    return session
 
 
 def waiter_poll_s(settings: Settings, store: Store, feed: Loop | None) -> float:
@@ -145,7 +177,7 @@ def create_app(
         hub = Hub(settings.max_waiters)
         tokens = Tokens(settings.secret_key)
         metrics = Metrics(ProviderWarnings(providers))
-        ingestor = Ingestor(providers, store, hub, tokens, clock)
+        ingestor = Ingestor(providers, store, hub, tokens, clock, base_url=settings.base_url)
         # Calls to providers' own APIs (reconcile): only to their configured origins, no redirects.
         provider_http = provider_client(providers.values(), settings.reconcile_timeout_s)
         # Deliveries: one shared, guarded client; each committed job change wakes the deliverer.
@@ -185,6 +217,9 @@ def create_app(
             services.loops.append(deliverer)
         if feed is not None:
             services.loops.append(feed)
+        if settings.ui:  # the dashboard's Sources page: callbacks of the last hour
+            services.loops.append(CallbackWindow(metrics, clock))
+        archive_http = _archiving(services, worker)
         app.state.services = services
         try:
             yield services
@@ -192,6 +227,10 @@ def create_app(
             await provider_http.aclose()
             if delivery_http is not None:
                 await delivery_http.aclose()
+            if archive_http is not None:
+                await archive_http.close()
+            if services.blobs is not None:
+                await services.blobs.aclose()
 
     return RelayApp(
         routes=[
@@ -201,7 +240,9 @@ def create_app(
             *ops.routes,
             *subscriptions.routes,
             *deliveries.routes,
+            *files.routes,
             *openapi_routes,
+            *ui_routes(settings),
         ],
         exception_handlers={
             RelayError: _relay_error,
@@ -209,5 +250,5 @@ def create_app(
             Exception: _unexpected_error,
         },
         lifespan=lifespan,
-        middleware=cors_middleware(settings.cors_origins, [*jobs.routes, *streams.routes]),
+        middleware=cors_middleware(settings.cors_origins, [*jobs.routes, *streams.routes, *files.routes]),
     )

@@ -6,7 +6,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from relay.domain.archive import files_to_archive
 from relay.errors import NotFound, Unauthorized
+from relay.file_models import ArchivedFile
 from relay.hub import Hub
 from relay.logs import log_event
 from relay.models import Callback, IngestOutcome
@@ -29,8 +31,10 @@ class Ingestor:
         hub: Hub,
         tokens: Tokens,
         clock: Callable[[], float] = time.time,
+        base_url: str = "",
     ) -> None:
         self._providers = providers
+        self._base_url = base_url  # archived files' URLs are made under it
         self._store = store
         self._hub = hub
         self._tokens = tokens
@@ -62,8 +66,11 @@ class Ingestor:
 
     async def accept(self, source: SourceConfig, callback: Callback, now: float) -> IngestOutcome:
         """Store a callback already known to be authentic (verified, or the provider's own status answer)."""
+        files: tuple[ArchivedFile, ...] = ()
+        if source.archive and callback.status.final:
+            files = files_to_archive(callback.result, source.archive_hosts, self._base_url)
         outcome = await self._store.ingest(
-            source.name, callback, now, source.timeout_s, source.reconcile_after_s
+            source.name, callback, now, source.timeout_s, source.reconcile_after_s, files
         )
         if outcome.changed:
             self.announce(outcome)

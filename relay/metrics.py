@@ -55,6 +55,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.archive_files = Counter(
+            "relay_archive_files_total",
+            "Archive fetches by what they left the file as (archived, retrying, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def callback(self, source: str, outcome: str, reason: str = "") -> Counter:
         """The `relay_callbacks_total` series of these labels, looked up once (`labels()` costs a lock and a
         tuple build on every call; this is on every callback's path)."""

@@ -130,10 +130,16 @@ class Job:
     subscribers: tuple[str, ...] = ()
     timeout_s: float | None = None  # its own, from its registration; None: its source's
     progress: Any = None  # the latest non-final callback's payload (relay/domain/progress.py)
+    files: tuple[Any, ...] = ()  # its result's archived files (relay/file_models.py ArchivedFile)
 
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def archiving(self) -> bool:
+        """Whether some of its files are still to be archived (its `job.archived` event is to come)."""
+        return any(file.status in ("pending", "fetching") for file in self.files)
 
     def to_public(self) -> dict[str, Any]:
         """The job object of the public contract."""
@@ -151,6 +157,7 @@ class Job:
             "deadline": iso(self.deadline),
             "callbacks": self.callbacks,
             "progress": self.progress,
+            "files": [file.to_public() for file in self.files],
         }
 
 

@@ -27,7 +27,10 @@ __all__ = [
 
 # A non-final callback whose payload changed (relay/domain/progress.py); sent only when named.
 PROGRESS_EVENT_TYPE = "job.progress"
-EVENT_TYPES = frozenset(f"job.{s.value}" for s in Status if s != Status.PENDING) | {PROGRESS_EVENT_TYPE}
+EVENT_TYPES = frozenset(f"job.{s.value}" for s in Status if s != Status.PENDING) | {
+    PROGRESS_EVENT_TYPE,
+    "job.archived",  # relay/file_models.py ARCHIVED_EVENT_TYPE: once a job's files are all settled
+}
 # What a subscriber gets when it names no events; job.running and job.progress only when named.
 FINAL_EVENT_TYPES = frozenset(f"job.{s.value}" for s in FINAL_STATUSES)
 

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import httpx
 
+from relay.archive import BlobStore
 from relay.hub import Hub
 from relay.ingest import Ingestor
 from relay.loops import Loop
@@ -40,6 +41,8 @@ class Services:
     # How long a waiter goes without reading the store again, though nothing woke it.
     waiter_poll_s: float
     loops: list[Loop] = field(default_factory=list)
+    # Where archived files are kept (relay/archive); None without an [archive] table.
+    blobs: BlobStore | None = None
 
     def loop(self, kind: type[L]) -> L:
         """The running loop of a kind (tests drive its `run_once`)."""

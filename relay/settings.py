@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from relay import signing
+from relay.archive.config import ArchiveConfig
+from relay.archive_settings import archive_config
 from relay.backoff import DEFAULT_SCHEDULE_S
 from relay.config_files import LOCAL_CONFIG_PATH, ConfigSearch, search_config
 from relay.cors import check_origins
@@ -84,8 +86,13 @@ class Settings:
     # Logs (relay/logs.py): `text` or `json` lines on stderr, from `log_level` up.
     log_format: str = "text"
     log_level: str = "info"
+    # The dashboard at /ui (relay/ui/): on unless `ui = false`; a sign-in lasts `ui_session_max_age_s`.
+    ui: bool = True
+    ui_session_max_age_s: float = 12 * 3600.0
     # Out of the repr: a SourceConfig's repr shows its secrets.
     sources: Mapping[str, SourceConfig] = field(default_factory=dict, repr=False)
+    # The `[archive]` table (relay/archive_settings.py); None: no source archives.
+    archive: ArchiveConfig | None = field(default=None, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -102,7 +109,11 @@ class Settings:
 # accepted for the secret ones.
 _REQUIRED_UNSET: dict[str, Any] = {"secret_key": None, "api_keys": ()}
 _TOP_LEVEL: dict[str, Any] = {
-    **{f.name: _REQUIRED_UNSET.get(f.name, f.default) for f in fields(Settings) if f.name != "sources"},
+    **{
+        f.name: _REQUIRED_UNSET.get(f.name, f.default)
+        for f in fields(Settings)
+        if f.name not in ("sources", "archive")
+    },
     "sqlite_synchronous": "full",
 }
 _SECRET_KEYS = ("secret_key", "api_keys", "signing_secret")
@@ -170,7 +181,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
-    allowed = set(_TOP_LEVEL) | {f"{k}_env" for k in _SECRET_KEYS} | {"sources"}
+    allowed = set(_TOP_LEVEL) | {f"{k}_env" for k in _SECRET_KEYS} | {"sources", "archive"}
     for key in raw:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
@@ -212,6 +223,7 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         "body_timeout_s",
         "max_header_bytes",
         "max_headers",
+        "ui_session_max_age_s",
     ):
         if values[key] <= 0:
             raise ConfigError(f"{key}: must be positive")
@@ -229,7 +241,8 @@ def _validate(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
     sources = raw.get("sources", {})
     if not isinstance(sources, dict):
         raise ConfigError("sources: expected tables [sources.NAME]")
-    values["sources"] = {name: source(name, table, env) for name, table in sources.items()}
+    values["archive"] = archive = archive_config(raw.get("archive"), env)
+    values["sources"] = {name: source(name, table, env, archive) for name, table in sources.items()}
     return Settings(**values)
 
 

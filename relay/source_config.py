@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from relay.archive.config import ArchiveConfig
+from relay.archive_settings import source_archive
 from relay.errors import ConfigError
 from relay.models import MAX_TIMEOUT_S, is_seconds
 from relay.providers import KINDS, SourceConfig, build_provider
@@ -22,6 +24,8 @@ SOURCE_COMMON = {
     "api_token",
     "api_token_env",
     "api_base_url",
+    "archive",
+    "archive_hosts",
 }
 SOURCE_NUMBER_DEFAULTS = {"timeout_s": 900.0, "tolerance_s": 300.0, "max_deadline_s": 86_400.0}
 
@@ -48,8 +52,11 @@ def from_env(raw: dict[str, Any], key: str, env: Mapping[str, str], where: str) 
     return env[var]
 
 
-def source(name: str, table: Any, env: Mapping[str, str]) -> SourceConfig:
-    """The `[sources.NAME]` table `table`, checked, with its secrets read from `env` where named there."""
+def source(
+    name: str, table: Any, env: Mapping[str, str], archive: ArchiveConfig | None = None
+) -> SourceConfig:
+    """The `[sources.NAME]` table `table`, checked, with its secrets read from `env` where named there
+    (`archive`: the `[archive]` table, which a source's `archive = true` needs)."""
     where = f"sources.{name}."
     if not isinstance(table, dict):
         raise ConfigError(f"sources.{name}: expected a table")
@@ -74,6 +81,7 @@ def source(name: str, table: Any, env: Mapping[str, str]) -> SourceConfig:
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}{key}: expected a string")
     options = {key: table.get(key, default) for key, default in provider_cls.options.items()}
+    archives, archive_hosts = source_archive(name, kind, table, archive)
     config = SourceConfig(
         name=name,
         kind=kind,
@@ -82,6 +90,8 @@ def source(name: str, table: Any, env: Mapping[str, str]) -> SourceConfig:
         api_token=api_token,
         api_base_url=api_base_url,
         reconcile_after_s=reconcile_after_s,
+        archive=archives,
+        archive_hosts=archive_hosts,
         **numbers,
     )
     build_provider(config)  # raises a ConfigError naming the key when the kind's own checks fail

@@ -109,6 +109,10 @@ class BlobStore(Protocol):
         """A URL anyone can GET the blob from for `expires_s` seconds, or None when the store has none."""
         ...
 
+    async def remove_stale(self, older_than_s: float) -> int:
+        """Delete what writes interrupted by a crash left, untouched for `older_than_s`; answer how many."""
+        ...
+
     async def aclose(self) -> None:
         """Release what the store holds open."""
         ...

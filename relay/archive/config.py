@@ -23,6 +23,11 @@ class ArchiveConfig:
     max_file_bytes: int = 1024 * 1024 * 1024
     file_timeout_s: float = 300.0  # one file's whole fetch: connect, redirects, body, storing
     presigned_url_s: float = 300.0  # how long a presigned URL handed to a reader stays valid
+    # `GET /v1/files/{id}` answers 302 to a presigned URL (S3 only); off: anyone holding the URL may read the
+    # file until it expires, without relay's key or ticket.
+    presigned_redirect: bool = False
+    concurrency: int = 16  # fetches in flight in one process, all hosts together
+    host_concurrency: int = 4  # fetches in flight at once from one host
 
     def open_store(self) -> BlobStore:
         """The store `store` names, with the S3 settings given here."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -101,6 +102,19 @@ def _remove(root: Path, path: Path) -> None:
         folder = folder.parent
 
 
+def _remove_stale_parts(root: Path, older_than_s: float) -> int:
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for temp in root.rglob(".*.part") if root.is_dir() else ():
+        try:
+            if temp.stat().st_mtime < cutoff:
+                temp.unlink()
+                removed += 1
+        except FileNotFoundError:  # its writer finished or gave up meanwhile
+            continue
+    return removed
+
+
 class FileStore:
     """Blobs as files under `root`; keys are relative paths (checked, so none leaves `root`)."""
 
@@ -172,6 +186,11 @@ class FileStore:
         """None: a folder has no URLs of its own; relay serves the bytes itself."""
         check_key(key)
         return None
+
+    async def remove_stale(self, older_than_s: float) -> int:
+        """Delete temp files a killed process left (`.NAME.HEX.part`) not written to for `older_than_s`;
+        younger ones may be another process's write in progress. Answers how many."""
+        return await _in_thread(self._threads, _remove_stale_parts, self.root, older_than_s)
 
     async def aclose(self) -> None:
         """Let the threads go once their work is done (a write in progress still completes)."""

@@ -110,6 +110,11 @@ class S3Store:
         """A presigned GET URL (SigV4: at most 7 days)."""
         return await obstore.sign_async(self._store, "GET", check_key(key), timedelta(seconds=expires_s))
 
+    async def remove_stale(self, older_than_s: float) -> int:
+        """Nothing: an upload a killed process left pending is invisible; a bucket lifecycle rule
+        (AbortIncompleteMultipartUpload) reclaims it (docs/decisions.md)."""
+        return 0
+
     async def aclose(self) -> None:
         return None
 

@@ -216,6 +216,7 @@ def time_out(job: Job, now: float) -> JobChange | None:
         subscribers=job.subscribers,
         timeout_s=job.timeout_s,
         progress=job.progress,
+        files=job.files,
     )
     return JobChange(timed_out, _TO[Status.TIMED_OUT], duplicate=False)
 

@@ -79,6 +79,9 @@ class SourceConfig:
     reconcile_after_s: float | None = None
     api_token: str | None = field(default=None, repr=False)
     api_base_url: str | None = None
+    # Archiving (relay/archive_settings.py): copy a final result's files on these hosts into the store.
+    archive: bool = False
+    archive_hosts: tuple[str, ...] = ()
 
     @property
     def hook_token_subject(self) -> str:

@@ -9,8 +9,9 @@ from starlette.routing import Route
 from relay.errors import Conflict, NotFound
 from relay.outbox_models import Delivery, DeliveryStatus
 from relay.routes.common import authorize, json_response, next_cursor, page, row_id, services, status_filter
+from relay.services import Services
 
-__all__ = ["routes"]
+__all__ = ["retry", "routes"]
 
 
 def _delivery_id(request: Request) -> int:
@@ -54,9 +55,13 @@ async def get_delivery(request: Request) -> Response:
 
 async def retry_delivery(request: Request) -> Response:
     """Send a delivery again now (same webhook-id), with a fresh retry schedule; 409 while it is in flight."""
-    svc = services(request)
     authorize(request)
-    delivery = await _delivery(request)
+    return json_response((await retry(services(request), await _delivery(request))).to_public(), 202)
+
+
+async def retry(svc: Services, delivery: Delivery) -> Delivery:
+    """Queue `delivery` again now and wake the deliverer (the API's retry and the dashboard's **Retry**);
+    409 when its subscription is deleted or disabled, or while it is in flight."""
     if delivery.subscription_id is not None:
         subscription = await svc.store.get_subscription(delivery.subscription_id)
         if subscription is None or subscription.disabled_at is not None:
@@ -66,7 +71,7 @@ async def retry_delivery(request: Request) -> Response:
     if retried is None:
         raise Conflict(f"{delivery.public_id} is being delivered now", "in_flight")
     svc.wake_deliverer()
-    return json_response(retried.to_public(), 202)
+    return retried
 
 
 routes = [

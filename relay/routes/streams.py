@@ -48,7 +48,7 @@ async def job_events(request: Request) -> Response:
     if last is None:
         raise BadRequest("Last-Event-ID must be an id this stream sent", "bad_last_event_id")
     job = await svc.store.get_job(*key)
-    if job is not None and job.final and not await svc.store.list_events(*key, last):
+    if job is not None and job.final and not job.archiving and not await svc.store.list_events(*key, last):
         # Nothing can follow: 204 is what tells EventSource to stop reconnecting (HTML's SSE model).
         return Response(status_code=204, headers={"cache-control": "no-cache"})
     if svc.hub.count >= svc.hub.max_waiters:
@@ -69,7 +69,8 @@ async def job_events(request: Request) -> Response:
                     yield _sse(event)
                     after = event.id
                     heartbeat_at = time.monotonic() + heartbeat_s
-                if (job is not None and job.final) or svc.hub.closing:
+                # A final job with files to archive has its job.archived event to come.
+                if (job is not None and job.final and not job.archiving) or svc.hub.closing:
                     return
                 # Until woken, the next poll, or the heartbeat's time, whichever comes first: a wake-up with
                 # no event (or a poll) never pushes the heartbeat back.

@@ -15,7 +15,7 @@ from relay.outbox_models import EVENT_TYPES, SubscriptionChange, Unchanged
 from relay.providers.base import load_object
 from relay.routes.common import authorize, configured_source, json_response, read_body, services
 
-__all__ = ["ROTATION_OVERLAP_S", "check_subscriber_urls", "routes"]
+__all__ = ["ROTATION_OVERLAP_S", "check_subscriber_urls", "checked_events", "routes"]
 
 # After a rotation the old secret signs too for this long, so subscribers can switch without a gap.
 ROTATION_OVERLAP_S = 24 * 3600.0
@@ -28,7 +28,7 @@ async def check_subscriber_urls(request: Request, urls: Collection[str]) -> None
         await ssrf.check_url(url, allow_private=allow)
 
 
-def _events(value: Any) -> tuple[str, ...] | None:
+def checked_events(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
@@ -55,7 +55,7 @@ async def create_subscription(request: Request) -> Response:
         raise BadRequest("url is required: the http(s) URL to deliver to", "bad_url")
     if source is not None:
         source = configured_source(source, svc.settings.sources)
-    events = _events(doc.get("events"))
+    events = checked_events(doc.get("events"))
     await check_subscriber_urls(request, [url])
     subscription = await svc.store.create_subscription(url, source, events, signing.new_secret(), svc.clock())
     return json_response(subscription.to_public(with_secret=True), 201)
@@ -88,7 +88,7 @@ async def _change_of(request: Request, doc: dict[str, Any]) -> SubscriptionChang
         source = configured_source(doc["source"], services(request).settings.sources)
     elif "source" in doc:
         source = None
-    events = _events(doc["events"]) if "events" in doc else unchanged
+    events = checked_events(doc["events"]) if "events" in doc else unchanged
     enabled = doc.get("enabled", unchanged)
     if not isinstance(enabled, bool | Unchanged):
         raise BadRequest("enabled must be true or false", "bad_field")

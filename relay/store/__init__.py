@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
+from relay.file_models import ArchivedFile, FileClaim, FileResult
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 from relay.outbox_models import (
@@ -21,6 +22,7 @@ from relay.store.changes import Changes
 from relay.store.urls import DatabaseUrl, parse_database_url, redacted_url
 
 __all__ = [
+    "ArchiveStore",
     "Backlog",
     "Changes",
     "DatabaseUrl",
@@ -46,8 +48,11 @@ class JobStore(Protocol):
         now: float,
         timeout_s: float,
         reconcile_after_s: float | None = None,
+        files: Sequence[ArchivedFile] = (),
     ) -> IngestOutcome:
-        """Store a callback and apply it to its job in one transaction; dedupe by delivery ID."""
+        """Store a callback and apply it to its job in one transaction; dedupe by delivery ID. When it makes
+        the job final, `files` (its result's, relay/domain/archive.py) are queued for archiving, in the same
+        transaction, and the job and its event carry them."""
         ...
 
     async def register(
@@ -80,6 +85,11 @@ class JobStore(Protocol):
 
     async def count_jobs_by_status(self) -> dict[str, int]:
         """How many jobs are in each status."""
+        ...
+
+    async def count_jobs_capped(self) -> dict[str, int]:
+        """How many jobs are in each status, each count reading at most JOB_COUNT_CAP + 1 index entries
+        (relay/store/job_counts.py): what a page may ask for on every view."""
         ...
 
     async def overdue_jobs(self, now: float, limit: int) -> list[Job]:
@@ -209,7 +219,46 @@ class OutboxStore(Protocol):
         ...
 
 
-class Store(JobStore, OutboxStore, LeaseStore, Protocol):
+class ArchiveStore(Protocol):
+    """Archived files: the durable queue the archiver works through, and reads for `GET /v1/files/{id}`."""
+
+    async def claim_files(
+        self,
+        now: float,
+        *,
+        limit: int,
+        lease_s: float,
+        per_host: int,
+        room: Mapping[str, int],
+        blocked: Collection[str],
+    ) -> list[FileClaim]:
+        """Take due files for one fetch each under a lease of `lease_s`, at most `room[host]` (default
+        `per_host`) per host and none of `blocked` hosts."""
+        ...
+
+    async def finish_files(self, results: Sequence[FileResult], now: float) -> list[IngestOutcome]:
+        """Record fetch results whose claims still hold, in one transaction with the `job.archived` event of
+        each job whose files are now all settled (made once per job); answer those events' outcomes."""
+        ...
+
+    async def recover_files(self, now: float) -> int:
+        """Make files in flight in a process that is gone due again; answer how many."""
+        ...
+
+    async def get_file(self, file_id: str) -> tuple[ArchivedFile, str, str] | None:
+        """The file with its job's source and job ID; None when unknown or its job is purged."""
+        ...
+
+    async def purged_files(self, now: float, limit: int, lease_s: float) -> list[str]:
+        """Ids of purged jobs' files whose bytes are due for deletion, held for `lease_s`."""
+        ...
+
+    async def forget_files(self, file_ids: Sequence[str]) -> None:
+        """Delete the rows of purged files whose bytes are gone."""
+        ...
+
+
+class Store(JobStore, OutboxStore, LeaseStore, ArchiveStore, Protocol):
     """A database: both halves, opened and closed as one, with one health check."""
 
     # Whether other processes may commit changes to this database (then waiters re-read it now and then).

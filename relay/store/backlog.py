@@ -16,7 +16,7 @@ from relay.models import record
 from relay.store.outbox_rows import UNSETTLED
 from relay.store.rows import OPEN
 
-__all__ = ["COUNT_CAP", "Backlog", "TargetBacklog", "backlog_from_rows", "backlog_sql"]
+__all__ = ["COUNT_CAP", "Backlog", "TargetBacklog", "backlog_from_rows", "backlog_sql", "capped_count"]
 
 # A count stops here: past it an alert fires anyway, and a scrape must not read a million index entries.
 COUNT_CAP = 10_000
@@ -48,11 +48,12 @@ def _counts(target: str, now: str, deliveries: str) -> str:
         f"status = 'delivering' AND next_attempt_at > {now}",
         "status = 'dead'",
     )
-    return ", ".join(
-        f"(SELECT count(*) FROM (SELECT 1 FROM {deliveries} WHERE {target} AND {state} LIMIT {COUNT_CAP})"
-        " AS capped)"
-        for state in states
-    )
+    return ", ".join(capped_count(deliveries, f"{target} AND {state}") for state in states)
+
+
+def capped_count(relation: str, condition: str, cap: int = COUNT_CAP) -> str:
+    """A scalar subquery counting `relation`'s rows that meet `condition`, reading at most `cap` of them."""
+    return f"(SELECT count(*) FROM (SELECT 1 FROM {relation} WHERE {condition} LIMIT {cap}) AS capped)"
 
 
 def backlog_sql(now: str, indexed: bool) -> str:
@@ -69,8 +70,7 @@ def backlog_sql(now: str, indexed: bool) -> str:
         f" UNION ALL SELECT NULL, {_counts('subscription_id IS NULL', now, by_target)},"
         f" (SELECT next_attempt_at FROM {due_index} WHERE status IN {UNSETTLED} AND next_attempt_at <= {now}"
         "  ORDER BY next_attempt_at LIMIT 1),"
-        f" (SELECT count(*) FROM (SELECT 1 FROM {jobs} WHERE {OPEN} AND deadline <= {now}"
-        f"  LIMIT {COUNT_CAP}) AS capped)"
+        f" {capped_count(jobs, f'{OPEN} AND deadline <= {now}')}"
     )
 
 

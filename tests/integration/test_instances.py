@@ -20,6 +20,7 @@ from relay.app import UNHEARD_POLL_S, create_app
 from relay.services import Services
 from relay.settings import Settings
 from relay.store.postgres.notify import Listener
+from relay.ui import CallbackWindow
 from tests.conftest import API_KEY, REPLICATE_SECRET, make_settings, signed_headers, wait_for
 from tests.subscriber import subscriber
 
@@ -155,8 +156,8 @@ async def test_deliveries_queued_on_an_http_only_instance_are_sent_by_a_worker(
         instance(settings, worker=False) as front,
         instance(settings) as worker,
     ):
-        # An HTTP-only instance runs no deliverer and no sweeper: it only listens.
-        assert [type(loop) for loop in front.services.loops] == [Listener]
+        # An HTTP-only instance runs no deliverer and no sweeper: it only listens (and counts for /ui).
+        assert [type(loop) for loop in front.services.loops] == [Listener, CallbackWindow]
         await _listening(front, worker)
         created = await front.client.post("/v1/subscriptions", json={"url": receiver.url})
         assert created.status_code == 201

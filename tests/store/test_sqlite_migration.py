@@ -176,6 +176,6 @@ async def test_a_version_3_database_folds_its_events_into_the_history(tmp_path: 
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert not {"events", "events_v3", "events_v3_by_entry", "callbacks_by_event_migrating"} & tables

@@ -256,6 +256,7 @@ def test_a_time_out_keeps_every_other_field_of_the_job() -> None:
         subscribers=("https://a.example",),
         timeout_s=6.0,
         progress={"p": 7},
+        files=("fil_8",),
     )
     defaults = {f.name: f.default for f in fields(Job) if f.default is not MISSING}
     assert all(getattr(job, name) != default for name, default in defaults.items())

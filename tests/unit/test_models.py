@@ -22,6 +22,7 @@ P, R, S, F, C, T = (
 )
 
 JOB_KEYS = {
+    "files",
     "source",
     "job_id",
     "status",
@@ -82,6 +83,7 @@ def test_job_to_public_has_exactly_the_contract_keys() -> None:
         "deadline": None,
         "callbacks": 3,
         "progress": None,
+        "files": [],
     }
     assert type(public["status"]) is str
 

@@ -7,6 +7,7 @@ relay/domain/jobs.py decides what to write, so two callbacks for one job on two 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,10 @@ from relay.domain.jobs import (
     new_job_from_callback,
     reconcile_at,
 )
+from relay.file_models import ArchivedFile
 from relay.models import Callback, Event, IngestOutcome, Job, Registration
 from relay.store.numbered import numbered
+from relay.store.postgres.files import purge_files, queue_files
 from relay.store.postgres.notify import job_payload, notify_job_sql
 from relay.store.postgres.outbox import backfill_deliveries, queue_deliveries_to
 from relay.store.postgres.subscriptions import recipient_from_row
@@ -118,14 +121,23 @@ async def record_entry(
 
 
 async def ingest_callback(
-    conn: Connection, source: str, cb: Callback, now: float, timeout_s: float, reconcile_after_s: float | None
+    conn: Connection,
+    source: str,
+    cb: Callback,
+    now: float,
+    timeout_s: float,
+    reconcile_after_s: float | None,
+    files: Sequence[ArchivedFile] = (),
 ) -> IngestOutcome:
-    """Store a callback and apply it to its job, creating the job if this is its first word."""
+    """Store a callback and apply it to its job, creating the job if this is its first word. `files` (found
+    in the callback's result) are queued for archiving when the callback makes the job final."""
     while True:  # again only if the job was purged between the insert and the lock
         job = new_job_from_callback(source, cb, now, timeout_s)
         created = await _insert(conn, job, reconcile_after_s, notifying=True)
         if created is not None:
+            _with_files(created, files)
             queued = await record_entry(conn, created.row_id, cb, now, created)
+            await queue_files(conn, created, now)
             return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
         # The row exists (the insert saw it, committed): lock it, so the rule sees the last change made.
         row = await conn.fetchrow(LOCK_JOB, source, cb.job_id)
@@ -133,11 +145,14 @@ async def ingest_callback(
             break
     before = job_from_row(row)
     change = apply_callback(before, cb, now, timeout_s)
+    if change.step.changed:
+        _with_files(change.job, files)  # before the entry: its event carries them
     queued = await record_entry(
         conn, before.row_id, cb, now, change.job if change.changed else None, change.event_type
     )
     if queued is None:  # a redelivery: already kept, changes nothing
         return IngestOutcome(before, duplicate=True, changed=False)
+    await queue_files(conn, change.job, now)
     if change.changed:
         await conn.execute(
             _UPDATE_JOB_NOTIFYING, change.job.row_id, *moved(change.job), job_payload(source, cb.job_id)
@@ -145,6 +160,12 @@ async def ingest_callback(
     else:
         await write_job(conn, change.job)
     return change.outcome(queued)
+
+
+def _with_files(job: Job, files: Sequence[ArchivedFile]) -> None:
+    """A job just made final by a result carries that result's files (so does its event)."""
+    if files and job.final:
+        object.__setattr__(job, "files", tuple(files))  # built for this change, held by nobody else yet
 
 
 async def register_job(
@@ -181,6 +202,7 @@ async def purge_finished(conn: Connection, before: float, limit: int) -> int:
     of_jobs += " ON d.source = g.source AND d.job_id = g.job_id"
     await conn.execute(f"DELETE FROM delivery_attempts WHERE delivery_id IN ({of_jobs})", sources, job_ids)
     await conn.execute(f"DELETE FROM deliveries WHERE id IN ({of_jobs})", sources, job_ids)
+    await purge_files(conn, ids)  # their bytes are deleted by the archiver, then the rows
     # The history goes with its job (ON DELETE CASCADE).
     await conn.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", ids)
     return len(rows)

@@ -10,14 +10,17 @@ from typing import Any, TypeVar
 import asyncpg
 
 from relay.errors import ServiceUnavailable
+from relay.file_models import ArchivedFile
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 from relay.store.backlog import Backlog
 from relay.store.changes import Changes
+from relay.store.job_counts import job_counts, job_counts_sql
 from relay.store.leases import RELEASE_LEASE_SQL, TAKE_LEASE_SQL, HeldLeases
 from relay.store.numbered import numbered
 from relay.store.postgres import jobs, timeouts
 from relay.store.postgres.backlog import read_backlog
+from relay.store.postgres.files import FileMethods, with_files
 from relay.store.postgres.migrations import migrate
 from relay.store.postgres.notify import Listener
 from relay.store.postgres.outbox import OutboxMethods
@@ -59,7 +62,10 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     per use."""
 
 
-class PostgresStore(OutboxMethods):
+_JOB_COUNTS_SQL = job_counts_sql(indexed=False)
+
+
+class PostgresStore(OutboxMethods, FileMethods):
     """`Store` on one PostgreSQL database; any number of relay processes may share it."""
 
     shared = True
@@ -108,9 +114,10 @@ class PostgresStore(OutboxMethods):
         now: float,
         timeout_s: float,
         reconcile_after_s: float | None = None,
+        files: Sequence[ArchivedFile] = (),
     ) -> IngestOutcome:
         return await self._in_transaction(
-            jobs.ingest_callback, source, callback, now, timeout_s, reconcile_after_s
+            jobs.ingest_callback, source, callback, now, timeout_s, reconcile_after_s, tuple(files)
         )
 
     async def register(
@@ -124,13 +131,15 @@ class PostgresStore(OutboxMethods):
 
     async def get_job(self, source: str, job_id: str) -> Job | None:
         row = await self._pool.fetchrow(_SELECT_JOB, source, job_id)
-        return None if row is None else job_from_row(row)
+        return None if row is None else (await with_files(self._pool, [job_from_row(row)]))[0]
 
     async def list_jobs(
         self, *, source: str | None, status: Status | None, limit: int, before: int | None
     ) -> list[Job]:
         sql, params = list_jobs_sql(source=source, status=status, before=before, limit=limit)
-        return [job_from_row(row) for row in await self._pool.fetch(numbered(sql), *params)]
+        return await with_files(
+            self._pool, [job_from_row(row) for row in await self._pool.fetch(numbered(sql), *params)]
+        )
 
     async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
         return callback_records(await self._pool.fetch(_LIST_CALLBACKS_SQL, source, job_id))
@@ -140,6 +149,9 @@ class PostgresStore(OutboxMethods):
 
     async def count_jobs_by_status(self) -> dict[str, int]:
         return counts_by_status(await self._pool.fetch(COUNT_JOBS_BY_STATUS_SQL))
+
+    async def count_jobs_capped(self) -> dict[str, int]:
+        return job_counts(await self._pool.fetchrow(_JOB_COUNTS_SQL))
 
     # The sweeper's: reads of the partial indexes, and writes in jobs.py.
 

@@ -7,6 +7,7 @@ what relay/domain/jobs.py answers. Rows are mapped to jobs in relay/store/rows.p
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 import orjson
 
@@ -18,7 +19,9 @@ from relay.domain.jobs import (
     new_job_from_callback,
     reconcile_at,
 )
+from relay.file_models import ArchivedFile
 from relay.models import Callback, Event, IngestOutcome, Job, Registration
+from relay.store.file_rows import INSERT_FILE_SQL, insert_values
 from relay.store.rows import SELECT_JOB, dump, job_from_row
 from relay.store.sqlite.outbox import backfill, fan_out
 
@@ -80,24 +83,43 @@ def ingest_callback(
     now: float,
     timeout_s: float,
     reconcile_after_s: float | None,
+    files: Sequence[ArchivedFile] = (),
 ) -> IngestOutcome:
-    """Store a callback and apply it to its job, creating the job if this is its first word."""
+    """Store a callback and apply it to its job, creating the job if this is its first word. `files` (found
+    in the callback's result) are queued for archiving when the callback makes the job final."""
     # Most callbacks are a job's first (many providers call back once, when it is done): try the insert first.
     created = _insert_new(conn, new_job_from_callback(source, cb, now, timeout_s), reconcile_after_s)
     if created is not None:
+        _with_files(created, files)
         queued = record_callback(conn, created.row_id, cb, now, changed=created)  # no redelivery possible
+        _queue_files(conn, created, now)
         return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
     before = job_from_row(conn.execute(SELECT_JOB, (source, cb.job_id)).fetchone())
     # The job as it will stand is made from what is about to be written rather than read back: one statement
     # and one decode of the stored result fewer per callback.
     change = apply_callback(before, cb, now, timeout_s)
+    if change.step.changed:
+        _with_files(change.job, files)  # before the entry: its event carries them
     queued = record_callback(
         conn, before.row_id, cb, now, change.job if change.changed else None, change.event_type
     )
     if queued is None:  # a redelivery: already kept, changes nothing
         return IngestOutcome(before, duplicate=True, changed=False)
     _update(conn, change)
+    _queue_files(conn, change.job, now)
     return change.outcome(queued)
+
+
+def _with_files(job: Job, files: Sequence[ArchivedFile]) -> None:
+    """A job just made final by a result carries that result's files (so does its event)."""
+    if files and job.final:
+        object.__setattr__(job, "files", tuple(files))  # built for this change, held by nobody else yet
+
+
+def _queue_files(conn: sqlite3.Connection, job: Job, now: float) -> None:
+    """Queue the files a job just made final carries, due now, in the transaction that made it final."""
+    if job.files:
+        conn.executemany(INSERT_FILE_SQL, insert_values(job.row_id, job.source, job.files, now))
 
 
 def _insert_new(conn: sqlite3.Connection, job: Job, reconcile_after_s: float | None) -> Job | None:

@@ -11,6 +11,7 @@ from typing import Any
 import aiosqlite
 
 from relay.errors import ServiceUnavailable
+from relay.file_models import ArchivedFile, FileClaim, FileResult
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
 from relay.outbox_models import (
@@ -23,6 +24,8 @@ from relay.outbox_models import (
 )
 from relay.store.backlog import Backlog
 from relay.store.changes import Changes
+from relay.store.file_rows import FILES_OF_JOB_SQL, GET_FILE_SQL, file_from_row
+from relay.store.job_counts import job_counts, job_counts_sql
 from relay.store.leases import HeldLeases
 from relay.store.outbox_rows import (
     GET_SUBSCRIPTION_SQL,
@@ -42,7 +45,7 @@ from relay.store.rows import (
     list_jobs_sql,
     listed_events,
 )
-from relay.store.sqlite import leases, outbox, subscriptions
+from relay.store.sqlite import files, leases, outbox, subscriptions
 from relay.store.sqlite.backlog import read_backlog
 from relay.store.sqlite.jobs import ingest_callback, register_job
 from relay.store.sqlite.migrations import migrate
@@ -83,6 +86,10 @@ def migrate_file(path: str, synchronous: str = "full") -> list[int]:
         return migrate(conn)
     finally:
         conn.close()
+
+
+# Pinned to jobs_by_status (as backlog.py pins its reads): each count a covering range of it.
+_JOB_COUNTS_SQL = job_counts_sql(indexed=True)
 
 
 class SQLiteStore:
@@ -128,8 +135,11 @@ class SQLiteStore:
         now: float,
         timeout_s: float,
         reconcile_after_s: float | None = None,
+        files: Sequence[ArchivedFile] = (),
     ) -> IngestOutcome:
-        return await self.writer.run(ingest_callback, source, callback, now, timeout_s, reconcile_after_s)
+        return await self.writer.run(
+            ingest_callback, source, callback, now, timeout_s, reconcile_after_s, tuple(files)
+        )
 
     async def register(
         self,
@@ -145,13 +155,24 @@ class SQLiteStore:
         # open by a caller cancelled between execute and close (a client hanging up on a stream) would hold
         # the reader's snapshot, and every later read would miss what was committed since.
         row = next(iter(await self._db.execute_fetchall(SELECT_JOB, (source, job_id))), None)
-        return None if row is None else job_from_row(row)
+        return None if row is None else await self._with_files(job_from_row(row))
+
+    async def _with_files(self, job: Job) -> Job:
+        """The job with its archived files (only a final job can have any: no read for an open one)."""
+        if not job.final:
+            return job
+        rows = await self._db.execute_fetchall(FILES_OF_JOB_SQL, (job.row_id,))
+        if rows:
+            object.__setattr__(job, "files", tuple(file_from_row(row) for row in rows))  # read just now
+        return job
 
     async def list_jobs(
         self, *, source: str | None, status: Status | None, limit: int, before: int | None
     ) -> list[Job]:
         sql, params = list_jobs_sql(source=source, status=status, before=before, limit=limit)
-        return [job_from_row(row) for row in await self._db.execute_fetchall(sql, params)]
+        return [
+            await self._with_files(job_from_row(row)) for row in await self._db.execute_fetchall(sql, params)
+        ]
 
     async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
         return callback_records(await self._db.execute_fetchall(LIST_CALLBACKS_SQL, (source, job_id)))
@@ -162,6 +183,9 @@ class SQLiteStore:
 
     async def count_jobs_by_status(self) -> dict[str, int]:
         return counts_by_status(await self._db.execute_fetchall(COUNT_JOBS_BY_STATUS_SQL))
+
+    async def count_jobs_capped(self) -> dict[str, int]:
+        return job_counts(next(iter(await self._db.execute_fetchall(_JOB_COUNTS_SQL))))
 
     # The sweeper's: SQL in jobs.py.
 
@@ -287,6 +311,46 @@ class SQLiteStore:
 
     async def recover_deliveries(self, now: float) -> int:
         return await self.writer.run_bulk(outbox.recover, now)
+
+    # Archived files: SQL in files.py and ../file_rows.py.
+
+    async def claim_files(
+        self,
+        now: float,
+        *,
+        limit: int,
+        lease_s: float,
+        per_host: int,
+        room: Mapping[str, int],
+        blocked: Collection[str],
+    ) -> list[FileClaim]:
+        return await self.writer.run(
+            partial(
+                files.claim_files,
+                limit=limit,
+                lease_s=lease_s,
+                per_host=per_host,
+                room=dict(room),
+                blocked=list(blocked),
+            ),
+            now,
+        )
+
+    async def finish_files(self, results: Sequence[FileResult], now: float) -> list[IngestOutcome]:
+        return await self.writer.run(files.finish_files, list(results), now)
+
+    async def recover_files(self, now: float) -> int:
+        return await self.writer.run_bulk(files.recover_files, now)
+
+    async def get_file(self, file_id: str) -> tuple[ArchivedFile, str, str] | None:
+        rows = list(await self._db.execute_fetchall(GET_FILE_SQL, (file_id,)))
+        return (file_from_row(rows[0]), rows[0][-2], rows[0][-1]) if rows else None
+
+    async def purged_files(self, now: float, limit: int, lease_s: float) -> list[str]:
+        return await self.writer.run(files.purged_files, now, limit, lease_s)
+
+    async def forget_files(self, file_ids: Sequence[str]) -> None:
+        await self.writer.run(files.forget_files, list(file_ids))
 
     async def backlog(self, now: float) -> Backlog:
         return await read_backlog(self._db, now)

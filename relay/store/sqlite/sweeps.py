@@ -12,6 +12,7 @@ from relay.domain.jobs import JobChange, new_event_id, time_out_entry
 from relay.domain.jobs import time_out as timed_out
 from relay.domain.outbox import targets_for
 from relay.models import Event, IngestOutcome, Job
+from relay.store.file_rows import PURGE_FILES_SQL
 from relay.store.rows import JOB_COLUMNS, OPEN, SELECT_JOB, job_from_row
 from relay.store.sqlite.jobs import RECORD_WITH_EVENT, record_callback
 from relay.store.sqlite.subscriptions import recipients
@@ -123,5 +124,6 @@ def purge_finished(conn: sqlite3.Connection, before: float, limit: int) -> int:
             (source, job_id),
         )
         conn.execute("DELETE FROM deliveries WHERE source = ? AND job_id = ?", (source, job_id))
+        conn.execute(PURGE_FILES_SQL, (job_row,))  # their bytes are deleted by the archiver, then the rows
     conn.executemany("DELETE FROM jobs WHERE id = ?", [(row[0],) for row in rows])
     return len(rows)
