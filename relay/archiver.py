@@ -7,7 +7,6 @@ What a fetch's outcome means for its file (archived, retried when, failed) is de
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,8 +17,8 @@ from relay.archive import ArchiveConfig, BlobStore, FetchedFile, FetchError, fet
 from relay.domain.archive import after_fetch
 from relay.domain.outbox import endpoint_room
 from relay.file_models import FileClaim, FileResult, FileStatus, blob_key
+from relay.leased_work import LeasedWorkLoop
 from relay.logs import log_event
-from relay.loops import Loop
 from relay.metrics import Metrics
 from relay.models import IngestOutcome, iso
 from relay.providers import SourceConfig
@@ -36,7 +35,7 @@ LEASE_MARGIN_S = 30.0
 PURGE_BATCH = 100
 
 
-class Archiver(Loop):
+class Archiver(LeasedWorkLoop[FileClaim, FileResult]):
     """Runs where the deliverer runs. At most `concurrency` fetches in flight, `host_concurrency` per host."""
 
     name = "archiver"
@@ -60,18 +59,10 @@ class Archiver(Loop):
         self._session = session
         self._announce = announce
         self._metrics = metrics
-        self._in_flight: dict[str, int] = {}  # fetches running, per host
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._settled: list[FileResult] = []  # fetches ended, for the next round to record
-        self._filled = False
         self.lease_s = config.file_timeout_s + LEASE_MARGIN_S
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Make files a previous process left in flight due again, then archive until stopped."""
+    async def recover(self) -> None:
+        """Make files a previous process left in flight due again, and remove their partial bytes."""
         try:
             recovered = await self._store.recover_files(self.clock())
             if recovered:
@@ -84,48 +75,28 @@ class Archiver(Loop):
                 log.info("removed %d partial file(s) left by an interrupted archive", removed)
         except Exception:
             log.exception("removing partial files failed")
-        try:
-            await super().run(stop)
-            await self.drain()
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def go_again(self, done: int) -> bool:
-        return self._filled or bool(self._settled)
-
-    async def drain(self) -> None:
-        """Wait until every fetch started so far has ended, and record them."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self._record(self.clock())
 
     async def run_once(self, now: float) -> int:
         """Record ended fetches, delete purged files' bytes, claim what is due within the free room and start
         those; answers how many were claimed or deleted."""
-        await self._record(now)
+        await self.record(self._take_settled(), now)
         deleted = await self._delete_purged(now)
         free = self._config.concurrency - len(self._tasks)
         self._filled = False
         if free <= 0:
             return deleted
         per_host = self._config.host_concurrency
-        room, blocked = endpoint_room({}, self._in_flight, per_host)
+        room, blocked = endpoint_room({}, self._in_flight_by_key, per_host)
         claims = await self._store.claim_files(
             now, limit=free, lease_s=self.lease_s, per_host=per_host, room=room, blocked=blocked
         )
         self._filled = len(claims) == free
         started = time.monotonic()
         for claim in claims:
-            self._in_flight[claim.host] = self._in_flight.get(claim.host, 0) + 1
-            task = asyncio.create_task(self._fetch(claim, now, started), name=f"archive-{claim.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.start(claim, now, started)
         return len(claims) + deleted
 
-    async def _record(self, now: float) -> None:
-        settled, self._settled = self._settled, []
+    async def record(self, settled: list[FileResult], now: float) -> None:
         if not settled:
             return
         try:
@@ -146,37 +117,35 @@ class Archiver(Loop):
             await self._store.forget_files(file_ids)
         return len(file_ids)
 
-    async def _fetch(self, claim: FileClaim, now: float, round_started: float) -> None:
-        """One fetch, judged; the loop's next round records it. The host's slot is given back whatever
-        happens (an unexpected error leaves the claim to its lease)."""
+    def key_of(self, claim: FileClaim) -> str:
+        return claim.host
+
+    def task_name(self, claim: FileClaim) -> str:
+        return f"archive-{claim.id}"
+
+    async def process(self, claim: FileClaim, now: float, round_started: float) -> FileResult:
+        """One fetch, judged."""
         source = self._sources.get(claim.source)
         outcome: FetchedFile | FetchError
         try:
-            try:
-                outcome = await fetch_to_store(
-                    self._session,
-                    claim.source_url,
-                    self._blobs,
-                    blob_key(claim.id),
-                    max_bytes=self._config.max_file_bytes,
-                    timeout_s=self._config.file_timeout_s,
-                    allowed_hosts=source.archive_hosts if source is not None else (),
-                )
-            except FetchError as exc:
-                outcome = exc
-            ended = now + (time.monotonic() - round_started)
-            result = after_fetch(claim, outcome, ended)
-            self._judged(claim, result)
-            self._settled.append(result)
-        except Exception:
-            log_event(log, logging.ERROR, "archive.error", file_id=claim.id, exc_info=True)
-        finally:
-            left = self._in_flight[claim.host] - 1
-            if left:
-                self._in_flight[claim.host] = left
-            else:
-                del self._in_flight[claim.host]
-            self.wake()
+            outcome = await fetch_to_store(
+                self._session,
+                claim.source_url,
+                self._blobs,
+                blob_key(claim.id),
+                max_bytes=self._config.max_file_bytes,
+                timeout_s=self._config.file_timeout_s,
+                allowed_hosts=source.archive_hosts if source is not None else (),
+            )
+        except FetchError as exc:
+            outcome = exc
+        ended = now + (time.monotonic() - round_started)
+        result = after_fetch(claim, outcome, ended)
+        self._judged(claim, result)
+        return result
+
+    def process_failed(self, claim: FileClaim) -> None:
+        log_event(log, logging.ERROR, "archive.error", file_id=claim.id, exc_info=True)
 
     def _judged(self, claim: FileClaim, result: FileResult) -> None:
         """Count the outcome, and log a failure (at warning once it is final)."""

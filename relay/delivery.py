@@ -18,8 +18,8 @@ from prometheus_client import Counter
 from relay import __version__, signing
 from relay.breaker import Breakers
 from relay.domain.outbox import Answer, RetryPolicy, after_attempt, ended_at, endpoint_room
+from relay.leased_work import LeasedWorkLoop, count_down
 from relay.logs import log_event
-from relay.loops import Loop
 from relay.metrics import Metrics
 from relay.models import iso
 from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryAttempt, DeliveryStatus
@@ -116,7 +116,7 @@ def _log_attempt(delivery: Delivery, result: AttemptResult) -> None:
         )
 
 
-class Deliverer(Loop):
+class Deliverer(LeasedWorkLoop[Claim, AttemptResult]):
     """Runs in the serve process. Each round claims what is due and starts one task per attempt.
 
     Isolation: at most `endpoint_concurrency` attempts are in flight per endpoint and `delivery_concurrency`
@@ -148,53 +148,21 @@ class Deliverer(Loop):
         self.breakers = Breakers(
             settings.circuit_failures, settings.circuit_open_s, settings.circuit_open_max_s
         )
-        self._in_flight: dict[str, int] = {}  # attempts running, per endpoint
         self._held: dict[str, int] = {}  # claims per endpoint: running or ready
         self._ready: deque[tuple[Claim, float, float]] = deque()  # claimed, waiting for a slot, in order
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._filled = False  # the last claim took all the room it was given: more may be due
-        self._settled: list[AttemptResult] = []  # attempts ended, waiting for the next round to record them
         self._counted: dict[str, Counter] = {}  # the deliveries counter's child per status, looked up once
         self.lease_s = 2 * settings.delivery_timeout_s + settings.delivery_lease_margin_s
 
-    @property
-    def in_flight(self) -> int:
-        """Attempts running now."""
-        return len(self._tasks)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Recover deliveries a previous process left in flight, then deliver until stopped."""
+    async def recover(self) -> None:
+        """Make deliveries a previous process left in flight due again."""
         try:
             recovered = await self._store.recover_deliveries(self.clock())
             if recovered:
                 log.info("%d delivery(ies) in flight at the last stop are due again", recovered)
         except Exception:
             log.exception("recovering deliveries in flight failed; their leases will expire instead")
-        try:
-            await super().run(stop)
-            await self.drain()  # the app bounds this by its grace period, then cancels us
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def go_again(self, done: int) -> bool:
-        # A claim that got less than the room it asked for took everything claimable: another round finds
-        # nothing until an attempt ends or a delivery is queued, and both wake the loop. Attempts that ended
-        # during this round are such a wake already: the next round starts without the pause.
-        return self._filled or bool(self._settled)
-
-    async def drain(self) -> None:
-        """Wait until every attempt claimed so far has finished and been recorded."""
-        while self._tasks:  # an attempt that ends starts the next ready claim
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self._record(self._take_settled())
-
-    def _take_settled(self) -> list[AttemptResult]:
-        settled, self._settled = self._settled, []
-        return settled
-
-    async def _record(self, settled: list[AttemptResult]) -> None:
+    async def record(self, settled: list[AttemptResult], now: float) -> None:
         if not settled:
             return
         try:
@@ -213,7 +181,7 @@ class Deliverer(Loop):
         self._filled = False
         settled = self._take_settled()
         if free <= 0:
-            await self._record(settled)
+            await self.record(settled, now)
             return 0
         # Claims held per endpoint: those running and those ready. A paused or probing endpoint's room is what
         # its breaker allows, held claims included.
@@ -256,39 +224,40 @@ class Deliverer(Loop):
             claim, now, round_started = self._ready.popleft()
             endpoint = claim.delivery.endpoint
             if round_started < oldest:
-                _count_down(self._held, endpoint)
+                count_down(self._held, endpoint)
                 log_event(log, logging.DEBUG, "delivery.claim_let_go", delivery_id=claim.delivery.public_id)
                 continue
-            if self._in_flight.get(endpoint, 0) >= per_endpoint:
+            if self._in_flight_by_key.get(endpoint, 0) >= per_endpoint:
                 waiting.append((claim, now, round_started))
                 continue
-            self._in_flight[endpoint] = self._in_flight.get(endpoint, 0) + 1
-            task = asyncio.create_task(
-                self._deliver(claim, now, round_started), name=f"delivery-{claim.delivery.id}"
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._attempt_done)
+            self.start(claim, now, round_started)
         waiting.extend(self._ready)
         self._ready = waiting
 
-    def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        super()._task_done(task)
         self._start_ready()
 
-    async def _deliver(self, claim: Claim, now: float, round_started: float) -> None:
-        """One attempt, judged; the loop's next round records it. The slot is given back whatever happens."""
-        delivery = claim.delivery
-        try:
-            # The attempt's time on the round's clock (an explicit clock in tests).
-            at = now + (time.monotonic() - round_started)
-            answer = await self._post(claim, at)
-            self._settled.append(self._judge(delivery, answer))
-        except Exception:  # the lease expires and the delivery is tried again
-            log_event(log, logging.ERROR, "delivery.error", delivery_id=delivery.public_id, exc_info=True)
-        finally:
-            _count_down(self._in_flight, delivery.endpoint)
-            _count_down(self._held, delivery.endpoint)
-            self.wake()
+    def key_of(self, claim: Claim) -> str:
+        return claim.delivery.endpoint
+
+    def task_name(self, claim: Claim) -> str:
+        return f"delivery-{claim.delivery.id}"
+
+    async def process(self, claim: Claim, now: float, round_started: float) -> AttemptResult:
+        """One attempt, judged."""
+        # The attempt's time on the round's clock (an explicit clock in tests).
+        at = now + (time.monotonic() - round_started)
+        answer = await self._post(claim, at)
+        return self._judge(claim.delivery, answer)
+
+    def process_failed(self, claim: Claim) -> None:
+        delivery_id = claim.delivery.public_id
+        log_event(log, logging.ERROR, "delivery.error", delivery_id=delivery_id, exc_info=True)
+
+    def slot_freed(self, claim: Claim) -> None:
+        super().slot_freed(claim)
+        count_down(self._held, claim.delivery.endpoint)
 
     def _signature(self, claim: Claim, timestamp: int) -> str | None:
         secrets = claim.secrets or ((self._settings.signing_secret,) if self._settings.signing_secret else ())
@@ -376,11 +345,3 @@ class Deliverer(Loop):
             counter.inc()
             self._metrics.delivery_seconds.observe(attempt.latency_ms / 1000)
         return result
-
-
-def _count_down(counts: dict[str, int], endpoint: str) -> None:
-    left = counts[endpoint] - 1
-    if left:
-        counts[endpoint] = left
-    else:
-        del counts[endpoint]
