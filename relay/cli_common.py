@@ -1,17 +1,29 @@
-"""What the `relay` commands share: the --config option, loading the config it names, one-line failures."""
+"""What the `relay` commands share: the --config option, loading the config it names, one-line failures, and
+the client (relay.client) that `relay jobs` and `relay deliveries` ask the running relay through."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from relay.client import Client, RelayError, WaitTimeout
 from relay.errors import ConfigError
 from relay.settings import ConfigSearch, Settings, environment_overrides, find_config, load_settings
 from relay.startup import config_problem
 
-__all__ = ["StartupFailure", "config_option", "load_config", "load_found", "shown"]
+__all__ = [
+    "StartupFailure",
+    "answering",
+    "config_option",
+    "load_config",
+    "load_found",
+    "relay_client",
+    "shown",
+]
 
 config_option = click.option(
     "--config",
@@ -50,3 +62,36 @@ def shown(text: str) -> str:
     """`text` for a terminal line: control characters (a job ID may hold escape sequences, tabs or newlines)
     written as Python escapes, so a value can neither break the columns nor drive the terminal."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def relay_client(
+    config: Path | None,
+    url: str | None,
+    api_key: str | None,
+    ticket: str | None = None,
+    *,
+    key_options: str = "--api-key",
+    failure: type[click.ClickException] = click.ClickException,
+) -> Client:
+    """A client for the running relay: the URL and key (or ticket) given, else the config's address and first
+    API key; no key anywhere raises `failure` naming `key_options`."""
+    if url is None or (api_key is None and ticket is None):
+        settings = load_config(config)
+        url = url or settings.base_url
+        if api_key is None and ticket is None:
+            if not settings.api_keys:
+                raise failure(f"no API key: pass {key_options} or set api_keys in the config")
+            api_key = settings.api_keys[0]
+    return Client(url, api_key=api_key, ticket=ticket)
+
+
+@contextmanager
+def answering(client: Client, failure: type[click.ClickException] = click.ClickException) -> Iterator[Client]:
+    """Close the client, and turn what relay refused (or no answer) into `failure`: one line on stderr."""
+    try:
+        with client:
+            yield client
+    except WaitTimeout:  # `relay jobs wait` says this one itself, with its own exit status
+        raise
+    except RelayError as exc:
+        raise failure(str(exc)) from None

@@ -1,4 +1,5 @@
-"""`relay deliveries list|retry`: deliveries to subscribers, asked of the running relay over HTTP."""
+"""`relay deliveries list|retry`: deliveries to subscribers, asked of the running relay through relay.client.
+A failure is one line on stderr and exit status 1 (a config that cannot load: 2)."""
 
 from __future__ import annotations
 
@@ -7,37 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
-from relay.cli_common import config_option, load_config, shown
+from relay.cli_common import answering, config_option, relay_client, shown
 
 __all__ = ["deliveries"]
-
-
-def _relay_api(config: Path | None, url: str | None, api_key: str | None) -> httpx.Client:
-    """A client for the running relay: `--url`/`--api-key`, else the config's address and first API key."""
-    if url is None or api_key is None:
-        settings = load_config(config)
-        url = url or settings.base_url
-        if api_key is None:
-            if not settings.api_keys:
-                raise click.ClickException("no API key: pass --api-key or set api_keys in the config")
-            api_key = settings.api_keys[0]
-    return httpx.Client(base_url=url, headers={"authorization": f"Bearer {api_key}"}, timeout=30)
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach relay at {client.base_url}: {exc}") from None
-    if response.is_error:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        raise click.ClickException(f"{response.status_code}: {message}")
-    return response.json()
 
 
 _api_options = [
@@ -72,8 +46,8 @@ def deliveries_list(
 ) -> None:
     """Deliveries newest first: id, status, event, job, attempts, last answer, URL."""
     params = {k: v for k, v in filters.items() if v is not None}
-    with _relay_api(config, url, api_key) as client:
-        page = _call(client, "GET", "/v1/deliveries", params=params)
+    with answering(relay_client(config, url, api_key)) as client:
+        page = client.deliveries_page(**params)
     if not page["deliveries"]:
         click.echo(_none_listed(params), err=True)  # stderr: stdout stays the rows, or valid JSON
     if as_json:
@@ -102,10 +76,9 @@ def _none_listed(params: dict[str, Any]) -> str:
 @click.argument("ids", nargs=-1, required=True)
 def deliveries_retry(config: Path | None, url: str | None, api_key: str | None, ids: tuple[str, ...]) -> None:
     """Send deliveries IDS (dlv_...) again now, with the same webhook-id and a fresh retry schedule."""
-    with _relay_api(config, url, api_key) as client:
+    with answering(relay_client(config, url, api_key)) as client:
         for delivery_id in ids:
-            d = _call(client, "POST", f"/v1/deliveries/{delivery_id}/retry")
+            d = client.retry_delivery(delivery_id)
             click.echo(
-                f"{d['id']}\t{d['status']}\t{d['event_type']}\t{shown(d['source'])}/{shown(d['job_id'])}\t"
-                f"{shown(d['url'])}"
+                f"{d.id}\t{d.status}\t{d.event_type}\t{shown(d.source)}/{shown(d.job_id)}\t{shown(d.url)}"
             )

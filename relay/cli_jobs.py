@@ -5,16 +5,16 @@ was still not final at `--timeout`; every command exits 2 on a usage, connection
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from relay.cli_common import load_config
-from relay.client import Client, RelayError, WaitTimeout
+from relay.cli_common import answering, relay_client
+from relay.client import Client, WaitTimeout
 
 __all__ = ["EXIT_FAILED", "EXIT_SUCCEEDED", "EXIT_USAGE", "EXIT_WAIT_TIMEOUT", "jobs"]
 
@@ -55,26 +55,13 @@ def _api_options(command: F) -> F:
 def _client(config: Path | None, url: str | None, api_key: str | None, ticket: str | None) -> Client:
     """A client for the running relay: the options (or RELAY_URL/RELAY_API_KEY), else the config's address
     and first API key, as `relay deliveries` finds them."""
-    if url is None or (api_key is None and ticket is None):
-        settings = load_config(config)
-        url = url or settings.base_url
-        if api_key is None and ticket is None:
-            if not settings.api_keys:
-                raise JobsError("no API key: pass --api-key (or RELAY_API_KEY) or set api_keys in the config")
-            api_key = settings.api_keys[0]
-    return Client(url, api_key=api_key, ticket=ticket)
+    key_options = "--api-key (or RELAY_API_KEY)"
+    return relay_client(config, url, api_key, ticket, key_options=key_options, failure=JobsError)
 
 
-@contextmanager
-def _answering(client: Client) -> Iterator[Client]:
+def _answering(client: Client) -> AbstractContextManager[Client]:
     """Close the client, and turn what relay refused (or no answer) into one line on stderr and status 2."""
-    try:
-        with client:
-            yield client
-    except WaitTimeout:  # `wait` says this one itself, with its own exit status
-        raise
-    except RelayError as exc:
-        raise JobsError(str(exc)) from None
+    return answering(client, JobsError)
 
 
 def _print(doc: Any, one_line: bool = False) -> None:

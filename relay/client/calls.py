@@ -25,6 +25,7 @@ __all__ = [
     "connection_error",
     "create_subscription",
     "delete_subscription",
+    "deliveries_page",
     "get_job",
     "get_source",
     "job_events",
@@ -209,6 +210,13 @@ def parse_jobs_page(doc: Any) -> Page[Job]:
 
 def parse_deliveries_page(doc: Any) -> Page[Delivery]:
     return Page([Delivery.from_dict(d) for d in doc["deliveries"]], doc.get("next_cursor"))
+
+
+def deliveries_page(doc: Any) -> dict[str, Any]:
+    """A deliveries page kept as relay's JSON, checked to be one (a list of deliveries and a cursor)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("deliveries"), list):
+        raise RelayError("relay answered a deliveries page without a deliveries list", "bad_answer")
+    return doc
 
 
 def connection_error(exc: httpx.TransportError, base_url: object) -> RelayConnectionError:

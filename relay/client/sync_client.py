@@ -210,6 +210,20 @@ class Client:
                 return
             cursor = page.next_cursor
 
+    def deliveries_page(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        job_id: str | None = None,
+        subscription_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of deliveries as relay answered it: `{"deliveries": [...], "next_cursor": ...}`."""
+        call = calls.list_deliveries(status, source, job_id, subscription_id, limit, cursor)
+        return calls.deliveries_page(self._call(call))
+
     def retry_delivery(self, delivery_id: str) -> Delivery:
         """Send a delivery again now (same `webhook-id`, a fresh retry schedule)."""
         return Delivery.from_dict(self._call(calls.retry_delivery(delivery_id)))

@@ -91,6 +91,8 @@ async def test_deliveries_can_be_listed_retried_and_subscriptions_deleted(
         await wait_for(delivered_once)
         (delivered,) = [d async for d in client.deliveries(job_id="j1")]
         assert delivered.subscription_id == subscription.id and delivered.attempts[0].status_code == 200
+        page = await client.deliveries_page(job_id="j1", status="delivered")  # one page, as relay sent it
+        assert [d["id"] for d in page["deliveries"]] == [delivered.id] and page["next_cursor"] is None
         retried = await client.retry_delivery(delivered.id)
         assert retried.id == delivered.id and retried.status == "pending"
         first, again = await sub.received_at_least(2)
@@ -173,6 +175,8 @@ async def test_the_sync_client_manages_subscriptions_and_deliveries(live_relay: 
         def manage() -> tuple[list[str], str, list[str]]:
             with Client(live_relay.base_url, api_key=API_KEY) as client:
                 listed = [d.id for d in client.deliveries(subscription_id=subscription_id, page_size=1)]
+                page = client.deliveries_page(subscription_id=subscription_id)
+                assert [d["id"] for d in page["deliveries"]] == listed and page["next_cursor"] is None
                 retried = client.retry_delivery(listed[0]).event_type
                 client.delete_subscription(subscription_id)
                 return listed, retried, [s.id for s in client.subscriptions()]
