@@ -177,3 +177,21 @@ async def emptied_postgres_database(postgres_reused_database: ReusedDatabase) ->
     this process's own copy of the template, emptied before the test (fine for tests that only use the
     schema, not for ones that change it)."""
     return await postgres_reused_database.emptied()
+
+
+@asynccontextmanager
+async def outage(url: str) -> AsyncIterator[None]:
+    """The database takes no connections and has dropped those it had (a restart, a failover), until the
+    block ends."""
+    name = url.rpartition("/")[2]
+    admin = await asyncpg.connect(url.rpartition("/")[0] + "/postgres")
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        async with asyncio.timeout(10):  # terminated backends leave at once; bounded all the same
+            while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name):
+                await asyncio.sleep(0.01)
+        yield
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()

@@ -16,6 +16,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self.refusing = False  # new connections are closed at once, before any answer
+        self.refused = 0  # connections closed that way
         self.sent: list[bytearray] = []  # per connection, the bytes clients sent through
 
     @property
@@ -44,6 +45,7 @@ class TcpProxy:
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         if self.refusing:
+            self.refused += 1
             client_writer.transport.abort()
             return
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)

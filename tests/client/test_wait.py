@@ -92,6 +92,7 @@ async def test_wait_survives_its_connection_being_cut(live_relay: LiveRelay) -> 
         proxy.drop()
         await wait_for(lambda: len(proxy.sent) == 1 and live_relay.services.hub.count == 0)
         await post_status(live_relay, "cut", "succeeded")  # while the waiter cannot reach relay
+        await wait_for(lambda: proxy.refused >= 1)  # and it has tried, and been refused
         proxy.refusing = False
         job = await asyncio.wait_for(waiting, 10)
     assert job.status == "succeeded"

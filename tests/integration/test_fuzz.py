@@ -92,7 +92,8 @@ class ThreadedRelay:
         self.thread.join(timeout=10)
 
     def stored(self) -> tuple[list[Any], list[Any]]:
-        """Every job (each with its history count) and every subscription, as the API lists them."""
+        """Every job (each with its history count: the job object's `callbacks`) and every subscription, as
+        the API lists them."""
         jobs: list[Any] = []
         cursor: dict[str, str] = {}
         while True:

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +19,7 @@ from tests.conftest import Clock, Relay, free_port, make_settings, open_relay, w
 from tests.integration.conftest import SettingsWith
 from tests.integration.test_deliveries import SIGNING_SECRET, callback, deliver, settings_for, subscribe
 from tests.integration.test_logs import captured
+from tests.postgres import outage
 from tests.subscriber import HANG, Reply, subscriber
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
@@ -152,23 +150,6 @@ async def test_metrics_require_key(settings_with: SettingsWith, relay: Relay) ->
         assert (missing.status_code, missing.json()["error"]["code"]) == (401, "missing_api_key")
         assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "bad_api_key")
         assert "relay_deliveries_due" in await scrape(guarded.client)
-
-
-@asynccontextmanager
-async def outage(url: str) -> AsyncIterator[None]:
-    """The database takes no connections and has dropped those it had (a restart, a failover), until the
-    block ends."""
-    name = url.rpartition("/")[2]
-    admin = await asyncpg.connect(url.rpartition("/")[0] + "/postgres")
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = $1"
-        await wait_for(lambda: admin.fetchval(gone, name))
-        yield
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
 
 
 @pytest.mark.postgres

@@ -14,7 +14,7 @@ from relay.ingest import Ingestor
 from relay.models import Registration
 from relay.settings import load_settings
 from relay.store.sqlite import SQLiteStore
-from relay.sweeper import LEASE_ROUNDS, Sweeper, holder_id
+from relay.sweeper import Sweeper, holder_id
 from relay.tokens import Tokens
 
 
@@ -42,8 +42,7 @@ async def test_the_lease_lasts_a_few_sweep_intervals(tmp_path: Path) -> None:
             ]
     finally:
         await store.close()
-    assert LEASE_ROUNDS >= 2
-    assert [s.lease_ttl_s for s in made] == [LEASE_ROUNDS * 2.5] * 2
+    assert [s.lease_ttl_s for s in made] == [7.5, 7.5]  # three sweep intervals: a round may run late twice
     assert made[0].holder != made[1].holder
 
 
