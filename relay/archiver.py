@@ -101,8 +101,8 @@ class Archiver(LeasedWorkLoop[FileClaim, FileResult]):
             return
         try:
             outcomes = await self._store.finish_files(settled, now)
-        except Exception:  # their leases expire and they are fetched again
-            log.exception("recording %d archive result(s) failed", len(settled))
+        except Exception:  # their leases expire and they are fetched again; the loop logs the traceback
+            log.error("recording %d archive result(s) failed", len(settled))
             raise
         for outcome in outcomes:
             job = outcome.job

@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Callable
 
 import aiohttp
-from prometheus_client import Counter
 
 from relay import __version__, signing
 from relay.breaker import Breakers
@@ -150,7 +149,6 @@ class Deliverer(LeasedWorkLoop[Claim, AttemptResult]):
         )
         self._held: dict[str, int] = {}  # claims per endpoint: running or ready
         self._ready: deque[tuple[Claim, float, float]] = deque()  # claimed, waiting for a slot, in order
-        self._counted: dict[str, Counter] = {}  # the deliveries counter's child per status, looked up once
         self.lease_s = 2 * settings.delivery_timeout_s + settings.delivery_lease_margin_s
 
     async def recover(self) -> None:
@@ -231,8 +229,8 @@ class Deliverer(LeasedWorkLoop[Claim, AttemptResult]):
                 waiting.append((claim, now, round_started))
                 continue
             self.start(claim, now, round_started)
-        waiting.extend(self._ready)
-        self._ready = waiting
+        if waiting:  # those skipped keep their place, ahead of the rest
+            self._ready.extendleft(reversed(waiting))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         super()._task_done(task)
@@ -337,11 +335,6 @@ class Deliverer(LeasedWorkLoop[Claim, AttemptResult]):
                 failures=self._settings.circuit_failures,
             )
         if self._metrics is not None:
-            counter = self._counted.get(result.status.value)
-            if counter is None:
-                counter = self._counted[result.status.value] = self._metrics.deliveries.labels(
-                    result.status.value
-                )
-            counter.inc()
+            self._metrics.delivery(result.status.value).inc()
             self._metrics.delivery_seconds.observe(attempt.latency_ms / 1000)
         return result

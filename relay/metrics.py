@@ -25,6 +25,7 @@ class Metrics:
             registry=self.registry,
         )
         self._callback_series: dict[tuple[str, str, str], Counter] = {}
+        self._delivery_series: dict[str, Counter] = {}
         self.ingest_seconds = Histogram(
             "relay_ingest_seconds",
             "Time from a callback's body read to its answer (verify, parse, commit).",
@@ -61,6 +62,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def delivery(self, status: str) -> Counter:
+        """The `relay_deliveries_total` series of an attempt's outcome, looked up once (as `callback`)."""
+        series = self._delivery_series.get(status)
+        if series is None:
+            series = self._delivery_series[status] = self.deliveries.labels(status)
+        return series
 
     def callback(self, source: str, outcome: str, reason: str = "") -> Counter:
         """The `relay_callbacks_total` series of these labels, looked up once (`labels()` costs a lock and a
