@@ -3,10 +3,10 @@ the client (relay.client) that `relay jobs` and `relay deliveries` ask the runni
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -18,6 +18,7 @@ from relay.startup import config_problem
 __all__ = [
     "StartupFailure",
     "answering",
+    "api_options",
     "config_option",
     "load_config",
     "load_found",
@@ -35,6 +36,34 @@ config_option = click.option(
         " $XDG_CONFIG_HOME/relay/relay.toml, /etc/relay/relay.toml)."
     ),
 )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def api_options(*, ticket: bool) -> Callable[[F], F]:
+    """`--config`, `--url` [RELAY_URL], `--api-key` [RELAY_API_KEY] (and `--ticket` where a command reads one
+    job): where the running relay is and how to sign in, the same for every command that asks it."""
+    options = [
+        config_option,
+        click.option("--url", envvar="RELAY_URL", default=None, help="relay's base URL [env RELAY_URL]."),
+        click.option(
+            "--api-key", envvar="RELAY_API_KEY", default=None, help="An API key [env RELAY_API_KEY]."
+        ),
+    ]
+    if ticket:
+        options.append(
+            click.option(
+                "--ticket", default=None, help="A job's ticket instead of an API key (that job only)."
+            )
+        )
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 class StartupFailure(click.ClickException):

@@ -9,22 +9,12 @@ from typing import Any
 
 import click
 
-from relay.cli_common import answering, config_option, relay_client, shown
+from relay.cli_common import answering, api_options, relay_client, shown
 
 __all__ = ["deliveries"]
 
 
-_api_options = [
-    config_option,
-    click.option("--url", default=None, help="The relay's base URL (default: from the config)."),
-    click.option("--api-key", default=None, help="An API key (default: the config's first)."),
-]
-
-
-def _with_api_options(command: Any) -> Any:
-    for option in reversed(_api_options):
-        command = option(command)
-    return command
+_with_api_options = api_options(ticket=False)
 
 
 @click.group()

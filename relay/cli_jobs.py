@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from relay.cli_common import answering, relay_client
+from relay.cli_common import answering, api_options, relay_client
 from relay.client import Client, WaitTimeout
 
 __all__ = ["EXIT_FAILED", "EXIT_SUCCEEDED", "EXIT_USAGE", "EXIT_WAIT_TIMEOUT", "jobs"]
@@ -32,24 +32,7 @@ class JobsError(click.ClickException):
     exit_code = EXIT_USAGE
 
 
-def _api_options(command: F) -> F:
-    """`--config`, `--url`, `--api-key`, `--ticket`: where relay is and how to sign in."""
-    options = [
-        click.option(
-            "--config",
-            type=click.Path(path_type=Path, dir_okay=False),
-            default=None,
-            help="TOML config to read the URL and API key from (found as `relay serve` finds it).",
-        ),
-        click.option("--url", envvar="RELAY_URL", default=None, help="relay's base URL [env RELAY_URL]."),
-        click.option(
-            "--api-key", envvar="RELAY_API_KEY", default=None, help="An API key [env RELAY_API_KEY]."
-        ),
-        click.option("--ticket", default=None, help="A job's ticket instead of an API key (that job only)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+_api_options = api_options(ticket=True)
 
 
 def _client(config: Path | None, url: str | None, api_key: str | None, ticket: str | None) -> Client:

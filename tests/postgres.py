@@ -188,9 +188,10 @@ async def outage(url: str) -> AsyncIterator[None]:
     try:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        async with asyncio.timeout(10):  # terminated backends leave at once; bounded all the same
-            while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name):
-                await asyncio.sleep(0.01)
+        from tests.conftest import wait_for  # here: tests.conftest imports this module
+
+        gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = $1"
+        await wait_for(lambda: admin.fetchval(gone, name))
         yield
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

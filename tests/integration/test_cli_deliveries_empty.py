@@ -32,3 +32,16 @@ async def test_an_empty_list_says_no_deliveries(live_relay: LiveRelay) -> None:
     assert as_json.exit_code == 0, as_json.output
     assert orjson.loads(as_json.stdout) == {"deliveries": [], "next_cursor": None}
     assert as_json.stderr == "no deliveries\n"
+
+
+async def test_the_relay_and_key_come_from_the_environment(live_relay: LiveRelay) -> None:
+    """RELAY_URL and RELAY_API_KEY stand in for --url and --api-key, as for `relay jobs`."""
+    env = {
+        "RELAY_URL": live_relay.base_url,
+        "RELAY_API_KEY": live_relay.client.headers["authorization"].split()[1],
+    }
+    listed = await asyncio.to_thread(CliRunner().invoke, cli, ["deliveries", "list"], env=env)
+    assert (listed.exit_code, listed.stderr) == (0, "no deliveries\n"), listed.output
+    env["RELAY_API_KEY"] = "rk_wrong"
+    refused = await asyncio.to_thread(CliRunner().invoke, cli, ["deliveries", "list"], env=env)
+    assert refused.exit_code != 0 and "401" in refused.output
