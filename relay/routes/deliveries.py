@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -11,21 +13,51 @@ from relay.outbox_models import Delivery, DeliveryStatus
 from relay.routes.common import authorize, json_response, next_cursor, page, row_id, services, status_filter
 from relay.services import Services
 
-__all__ = ["retry", "routes"]
+__all__ = ["DeliveryFilters", "deliveries_page", "delivery_of", "retry", "routes"]
 
 
-def _delivery_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    number = row_id(raw.removeprefix("dlv_"))
-    if number is None:
-        raise NotFound(f"no delivery {raw!r}", "unknown_delivery")
-    return number
+@dataclass(frozen=True)
+class DeliveryFilters:
+    """What a list of deliveries is narrowed to (None: any): `?status=&source=&job_id=&subscription_id=`."""
+
+    status: DeliveryStatus | None
+    source: str | None
+    job_id: str | None
+    subscription_id: str | None
+
+    @classmethod
+    def of(cls, request: Request) -> DeliveryFilters:
+        """The filters of a list request (the API's or the dashboard's); 400 on an unknown status."""
+        params = request.query_params
+        return cls(
+            status=status_filter(request, DeliveryStatus),
+            source=params.get("source") or None,
+            job_id=params.get("job_id") or None,
+            subscription_id=params.get("subscription_id") or None,
+        )
 
 
-async def _delivery(request: Request) -> Delivery:
-    delivery = await services(request).store.get_delivery(_delivery_id(request))
+async def deliveries_page(
+    svc: Services, filters: DeliveryFilters, limit: int, before: int | None
+) -> tuple[list[Delivery], str | None]:
+    """A page of deliveries newest first, below `before`, and the next page's cursor (None after the last)."""
+    deliveries = await svc.store.list_deliveries(
+        status=filters.status,
+        source=filters.source,
+        job_id=filters.job_id,
+        subscription_id=filters.subscription_id,
+        limit=limit,
+        before=before,
+    )
+    return deliveries, next_cursor([d.id for d in deliveries], limit)
+
+
+async def delivery_of(svc: Services, public_id: str) -> Delivery:
+    """The delivery `public_id` names (`dlv_<n>`, or just `<n>`); 404 when there is none."""
+    number = row_id(public_id.removeprefix("dlv_"))
+    delivery = None if number is None else await svc.store.get_delivery(number)
     if delivery is None:
-        raise NotFound(f"no delivery {request.path_params['id']!r}", "unknown_delivery")
+        raise NotFound(f"no delivery {public_id!r}", "unknown_delivery")
     return delivery
 
 
@@ -33,30 +65,24 @@ async def list_deliveries(request: Request) -> Response:
     """Deliveries newest first, filtered by status, source, job and subscription, with a cursor."""
     svc = services(request)
     authorize(request)
-    params = request.query_params
-    status = status_filter(request, DeliveryStatus)
+    filters = DeliveryFilters.of(request)
     limit, before = page(request)
-    deliveries = await svc.store.list_deliveries(
-        status=status,
-        source=params.get("source") or None,
-        job_id=params.get("job_id") or None,
-        subscription_id=params.get("subscription_id") or None,
-        limit=limit,
-        before=before,
-    )
-    cursor = next_cursor([d.id for d in deliveries], limit)
+    deliveries, cursor = await deliveries_page(svc, filters, limit, before)
     return json_response({"deliveries": [d.to_public() for d in deliveries], "next_cursor": cursor})
 
 
 async def get_delivery(request: Request) -> Response:
     authorize(request)
-    return json_response((await _delivery(request)).to_public())
+    return json_response((await delivery_of(services(request), request.path_params["id"])).to_public())
 
 
 async def retry_delivery(request: Request) -> Response:
     """Send a delivery again now (same webhook-id), with a fresh retry schedule; 409 while it is in flight."""
     authorize(request)
-    return json_response((await retry(services(request), await _delivery(request))).to_public(), 202)
+    svc = services(request)
+    return json_response(
+        (await retry(svc, await delivery_of(svc, request.path_params["id"]))).to_public(), 202
+    )
 
 
 async def retry(svc: Services, delivery: Delivery) -> Delivery:

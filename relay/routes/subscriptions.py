@@ -11,11 +11,20 @@ from starlette.routing import Route
 
 from relay import signing, ssrf
 from relay.errors import BadRequest, NotFound
-from relay.outbox_models import EVENT_TYPES, SubscriptionChange, Unchanged
+from relay.outbox_models import EVENT_TYPES, Subscription, SubscriptionChange, Unchanged
 from relay.providers.base import load_object
 from relay.routes.common import authorize, configured_source, json_response, read_body, services
+from relay.services import Services
 
-__all__ = ["ROTATION_OVERLAP_S", "check_subscriber_urls", "checked_events", "routes"]
+__all__ = [
+    "ROTATION_OVERLAP_S",
+    "check_subscriber_urls",
+    "checked_events",
+    "rotate",
+    "routes",
+    "subscribe",
+    "unsubscribe",
+]
 
 # After a rotation the old secret signs too for this long, so subscribers can switch without a gap.
 ROTATION_OVERLAP_S = 24 * 3600.0
@@ -23,7 +32,11 @@ ROTATION_OVERLAP_S = 24 * 3600.0
 
 async def check_subscriber_urls(request: Request, urls: Collection[str]) -> None:
     """Refuse (400) any URL that is not http(s) or points at a private address (unless allowed)."""
-    allow = services(request).settings.allow_private_destinations
+    await _check_urls(services(request), urls)
+
+
+async def _check_urls(svc: Services, urls: Collection[str]) -> None:
+    allow = svc.settings.allow_private_destinations
     for url in urls:
         await ssrf.check_url(url, allow_private=allow)
 
@@ -53,12 +66,19 @@ async def create_subscription(request: Request) -> Response:
     url, source = doc.get("url"), doc.get("source")
     if not isinstance(url, str):
         raise BadRequest("url is required: the http(s) URL to deliver to", "bad_url")
+    subscription = await subscribe(svc, url, source, doc.get("events"))
+    return json_response(subscription.to_public(with_secret=True), 201)
+
+
+async def subscribe(svc: Services, url: str, source: Any, events: Any) -> Subscription:
+    """Subscribe `url` to `source` (None: all) and `events` (None: the final ones), with a new secret
+    (the API's create and the dashboard's); 400 on an unknown source or event, or a refused URL (checked
+    last: it may need a DNS look-up)."""
     if source is not None:
         source = configured_source(source, svc.settings.sources)
-    events = checked_events(doc.get("events"))
-    await check_subscriber_urls(request, [url])
-    subscription = await svc.store.create_subscription(url, source, events, signing.new_secret(), svc.clock())
-    return json_response(subscription.to_public(with_secret=True), 201)
+    checked = checked_events(events)
+    await _check_urls(svc, [url])
+    return await svc.store.create_subscription(url, source, checked, signing.new_secret(), svc.clock())
 
 
 async def list_subscriptions(request: Request) -> Response:
@@ -121,25 +141,33 @@ async def update_subscription(request: Request) -> Response:
 
 async def delete_subscription(request: Request) -> Response:
     """Unsubscribe; deliveries not yet sent to it are given up."""
-    svc = services(request)
     authorize(request)
-    sub_id = request.path_params["id"]
+    await unsubscribe(services(request), request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def unsubscribe(svc: Services, sub_id: str) -> None:
+    """Delete subscription `sub_id` (the API's and the dashboard's); 404 when there is none."""
     if not await svc.store.delete_subscription(sub_id, svc.clock()):
         raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
-    return Response(status_code=204)
 
 
 async def rotate_secret(request: Request) -> Response:
     """A new secret, shown once; the old one keeps signing too (a second signature) for 24 hours."""
-    svc = services(request)
     authorize(request)
-    sub_id = request.path_params["id"]
+    subscription = await rotate(services(request), request.path_params["id"])
+    return json_response(subscription.to_public(with_secret=True))
+
+
+async def rotate(svc: Services, sub_id: str) -> Subscription:
+    """Give `sub_id` a new secret, the old one still signing for ROTATION_OVERLAP_S (the API's and the
+    dashboard's); 404 when there is none."""
     subscription = await svc.store.rotate_subscription_secret(
         sub_id, signing.new_secret(), svc.clock(), ROTATION_OVERLAP_S
     )
     if subscription is None:
         raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
-    return json_response(subscription.to_public(with_secret=True))
+    return subscription
 
 
 routes = [

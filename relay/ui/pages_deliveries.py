@@ -7,10 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from relay.errors import NotFound
-from relay.outbox_models import Delivery, DeliveryStatus
-from relay.routes.common import next_cursor, page, row_id, services, status_filter
-from relay.routes.deliveries import retry
+from relay.outbox_models import Delivery
+from relay.routes.common import page, services
+from relay.routes.deliveries import DeliveryFilters, deliveries_page, delivery_of, retry
 from relay.ui.guard import signed_in
 from relay.ui.rendering import base_path, is_htmx, query, render, render_fragment, see_other
 
@@ -26,15 +25,6 @@ STATUS_LABELS = {
 }
 
 
-async def _delivery(request: Request) -> Delivery:
-    raw = request.path_params["id"]
-    number = row_id(raw.removeprefix("dlv_"))
-    delivery = None if number is None else await services(request).store.get_delivery(number)
-    if delivery is None:
-        raise NotFound(f"no delivery {raw!r}", "unknown_delivery")
-    return delivery
-
-
 def _common(request: Request) -> dict[str, Any]:
     return {"active": "deliveries", "labels": STATUS_LABELS}
 
@@ -43,24 +33,15 @@ def _common(request: Request) -> dict[str, Any]:
 async def deliveries_list(request: Request) -> Response:
     """Deliveries newest first, filtered as the API's list is, with a link to the next page."""
     svc = services(request)
-    params = request.query_params
-    status = status_filter(request, DeliveryStatus)
+    chosen = DeliveryFilters.of(request)
     limit, before = page(request)
+    deliveries, cursor = await deliveries_page(svc, chosen, limit, before)
     filters = {
-        "status": status.value if status else "",
-        "source": params.get("source") or "",
-        "subscription_id": params.get("subscription_id") or "",
-        "job_id": params.get("job_id") or "",
+        "status": chosen.status.value if chosen.status else "",
+        "source": chosen.source or "",
+        "subscription_id": chosen.subscription_id or "",
+        "job_id": chosen.job_id or "",
     }
-    deliveries = await svc.store.list_deliveries(
-        status=status,
-        source=filters["source"] or None,
-        job_id=filters["job_id"] or None,
-        subscription_id=filters["subscription_id"] or None,
-        limit=limit,
-        before=before,
-    )
-    cursor = next_cursor([d.id for d in deliveries], limit)
     values = {
         **_common(request),
         "deliveries": deliveries,
@@ -83,7 +64,7 @@ def _item(request: Request, delivery: Delivery, back: str) -> Response:
 @signed_in
 async def delivery_item(request: Request) -> Response:
     """One delivery: its card (htmx refreshes a card while it is on its way), or a page holding it."""
-    delivery = await _delivery(request)
+    delivery = await delivery_of(services(request), request.path_params["id"])
     back = f"{base_path(request)}/deliveries"
     if is_htmx(request):
         return _item(request, delivery, back)
@@ -93,7 +74,8 @@ async def delivery_item(request: Request) -> Response:
 @signed_in
 async def retry_item(request: Request) -> Response:
     """**Retry**: queue the delivery again (the API's rule), then show its new state."""
-    delivery = await retry(services(request), await _delivery(request))
+    svc = services(request)
+    delivery = await retry(svc, await delivery_of(svc, request.path_params["id"]))
     back = request.state.form.one("back")
     if not back.startswith(f"{base_path(request)}/") or back.startswith("//"):
         back = f"{base_path(request)}/deliveries"

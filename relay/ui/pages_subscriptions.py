@@ -8,11 +8,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay import signing
 from relay.errors import BadRequest, NotFound
 from relay.outbox_models import EVENT_TYPES, Subscription, SubscriptionChange
-from relay.routes.common import configured_source, services
-from relay.routes.subscriptions import ROTATION_OVERLAP_S, check_subscriber_urls, checked_events
+from relay.routes.common import services
+from relay.routes.subscriptions import rotate as rotate_secret
+from relay.routes.subscriptions import subscribe, unsubscribe
 from relay.ui.guard import signed_in
 from relay.ui.rendering import base_path, render, see_other
 
@@ -40,15 +40,13 @@ async def subscriptions_list(request: Request) -> Response:
 @signed_in
 async def create(request: Request) -> Response:
     """Subscribe a URL to a source (or all) and some events (or the final ones); its secret is shown once."""
-    svc = services(request)
     form = request.state.form
     url = form.one("url").strip()
     if not url:
         raise BadRequest("a URL to deliver to is required", "bad_url")
-    source = configured_source(form.one("source"), svc.settings.sources) if form.one("source") else None
-    events = checked_events(form.get("events") or None)
-    await check_subscriber_urls(request, [url])
-    subscription = await svc.store.create_subscription(url, source, events, signing.new_secret(), svc.clock())
+    subscription = await subscribe(
+        services(request), url, form.one("source") or None, form.get("events") or None
+    )
     return await _page(request, subscription, 201)
 
 
@@ -66,20 +64,11 @@ async def set_enabled(request: Request) -> Response:
 @signed_in
 async def rotate(request: Request) -> Response:
     """A new secret, shown once; the old one keeps signing for a day, as through the API."""
-    svc = services(request)
-    sub_id = request.path_params["id"]
-    subscription = await svc.store.rotate_subscription_secret(
-        sub_id, signing.new_secret(), svc.clock(), ROTATION_OVERLAP_S
-    )
-    if subscription is None:
-        raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
+    subscription = await rotate_secret(services(request), request.path_params["id"])
     return await _page(request, subscription)
 
 
 @signed_in
 async def delete(request: Request) -> Response:
-    svc = services(request)
-    sub_id = request.path_params["id"]
-    if not await svc.store.delete_subscription(sub_id, svc.clock()):
-        raise NotFound(f"no subscription {sub_id!r}", "unknown_subscription")
+    await unsubscribe(services(request), request.path_params["id"])
     return see_other(f"{base_path(request)}/subscriptions")
