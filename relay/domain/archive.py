@@ -26,6 +26,8 @@ __all__ = [
     "files_to_archive",
     "host_of",
     "new_file_id",
+    "set_files",
+    "with_files",
 ]
 
 # A result naming more URLs than this has its first ones archived: one callback cannot queue unbounded work.
@@ -103,6 +105,19 @@ def all_settled(statuses: Iterable[str]) -> bool:
             return False
         seen = True
     return seen
+
+
+def set_files(job: Job, files: Iterable[ArchivedFile]) -> Job:
+    """Give `job` its files in place: only a job built or read just now, held by nobody else yet."""
+    object.__setattr__(job, "files", tuple(files))  # a record refuses assignment only to the type checker
+    return job
+
+
+def with_files(job: Job, files: Sequence[ArchivedFile]) -> Job:
+    """A job just made final by a result carries that result's files (so does its event)."""
+    if files and job.final:
+        set_files(job, files)
+    return job
 
 
 def archive_entry(job: Job) -> Callback:

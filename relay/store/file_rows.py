@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from relay.domain.archive import host_of
+from relay.domain.archive import host_of, set_files
 from relay.file_models import ArchivedFile, FileClaim, FileResult, FileStatus
+from relay.models import Job
 
 __all__ = [
     "CLAIM_COLUMNS",
@@ -17,10 +18,14 @@ __all__ = [
     "GET_FILE_SQL",
     "INSERT_FILE_SQL",
     "JOB_FILE_STATUSES_SQL",
+    "PURGE_FILES",
     "PURGE_FILES_SQL",
+    "attach_files",
     "claim_from_row",
     "file_from_row",
     "files_by_job",
+    "files_of_jobs_sql",
+    "final_rows",
     "finish_values",
     "insert_values",
 ]
@@ -39,13 +44,22 @@ GET_FILE_SQL = (
     f"SELECT {', '.join(f'f.{c}' for c in FILE_COLUMNS.split(', '))}, j.source, j.job_id"
     " FROM files f JOIN jobs j ON j.id = f.job_row WHERE f.id = ?"
 )
-# Recording a fetch's result holds only while the claim does (nobody re-claimed it after its lease).
+# Recording a fetch's result holds only while the claim does (nobody re-claimed it after its lease); answers
+# the file's job row, or no row when the claim had lapsed.
 FINISH_SQL = (
     "UPDATE files SET status = ?, next_attempt_at = ?, updated_at = ?, bytes = ?, sha256 = ?,"
-    " content_type = ?, error = ? WHERE id = ? AND status = 'fetching' AND attempts = ?"
+    " content_type = ?, error = ? WHERE id = ? AND status = 'fetching' AND attempts = ? RETURNING job_row"
 )
-# Retention: the files of a purged job wait, due at once, for the archiver to delete their bytes.
-PURGE_FILES_SQL = "UPDATE files SET status = 'purged', job_row = NULL, next_attempt_at = 0 WHERE job_row = ?"
+# Retention: the files of a purged job wait, due at once, for the archiver to delete their bytes. Each
+# backend adds which jobs' files (one job in SQLite's sweep, a batch in PostgreSQL's).
+PURGE_FILES = "UPDATE files SET status = 'purged', job_row = NULL, next_attempt_at = 0"
+PURGE_FILES_SQL = f"{PURGE_FILES} WHERE job_row = ?"
+
+
+def files_of_jobs_sql(job_row_in: str) -> str:
+    """The files of many jobs in one query, for `attach_files`: `job_row_in` is the backend's test that a
+    job row is one of the bound list's (`= ANY($1::bigint[])`, `IN (SELECT value FROM json_each(?))`)."""
+    return f"SELECT job_row, {FILE_COLUMNS} FROM files WHERE job_row {job_row_in} ORDER BY job_row, position"
 
 
 def insert_values(
@@ -89,3 +103,17 @@ def files_by_job(rows: Iterable[Any]) -> dict[int, tuple[ArchivedFile, ...]]:
     for row in rows:
         grouped.setdefault(row[0], []).append(file_from_row(row[1:]))
     return {job_row: tuple(files) for job_row, files in grouped.items()}
+
+
+def final_rows(jobs: Iterable[Job]) -> list[int]:
+    """The rows of the final jobs among `jobs`: only those can have files (none: no query to run)."""
+    return [job.row_id for job in jobs if job.final]
+
+
+def attach_files(jobs: list[Job], rows: Iterable[Any]) -> list[Job]:
+    """The jobs, each with its files from rows of `files_of_jobs_sql` (read just now, held by nobody)."""
+    found = files_by_job(rows)
+    for job in jobs:
+        if job.row_id in found:
+            set_files(job, found[job.row_id])
+    return jobs

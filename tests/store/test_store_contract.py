@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from relay.file_models import ArchivedFile, FileStatus
 from relay.models import Callback, Registration, Status
 from relay.store import Store
 
@@ -227,3 +228,28 @@ async def test_each_status_change_is_one_event(store: Store) -> None:
     assert events[1].data["result"] == {"v": 1} and events[1].created_at == T0 + 3
     assert events[1].to_public()["id"].startswith("evt_") and events[0].id < events[1].id
     assert await store.list_events("demo", "j", after=events[0].id) == [events[1]]
+
+
+async def test_list_jobs_gives_each_final_job_its_own_files(store: Store) -> None:
+    """A page of jobs carries each final job's archived files, in document order, and none to the others."""
+
+    def files(job_id: str, n: int) -> tuple[ArchivedFile, ...]:
+        return tuple(
+            ArchivedFile(
+                f"fil_{job_id}_{i}", f"/r/{i}", f"https://cdn/{job_id}/{i}", f"u/{i}", FileStatus.PENDING
+            )
+            for i in range(n)
+        )
+
+    wanted = {"a": files("a", 2), "b": (), "c": files("c", 3)}
+    for i, (job_id, found) in enumerate(wanted.items()):
+        done = callback(job_id, Status.SUCCEEDED, f"d{job_id}", result={"n": i})
+        await store.ingest("demo", done, T0 + i, TIMEOUT, files=found)
+    await store.ingest(
+        "demo", callback("open", Status.RUNNING, "dopen"), T0 + 9, TIMEOUT, files=files("o", 1)
+    )
+    page = await store.list_jobs(source="demo", status=None, limit=10, before=None)
+    assert {job.job_id: tuple(f.id for f in job.files) for job in page} == {
+        "open": (),
+        **{job_id: tuple(f.id for f in found) for job_id, found in wanted.items()},
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from relay.domain.archive import all_settled, archive_entry
+from relay.domain.archive import all_settled, archive_entry, set_files
 from relay.domain.outbox import candidate_window, claimable
 from relay.file_models import ARCHIVED_EVENT_TYPE, ArchivedFile, FileClaim, FileResult
 from relay.models import IngestOutcome, Job
@@ -22,8 +22,12 @@ from relay.store.file_rows import (
     GET_FILE_SQL,
     INSERT_FILE_SQL,
     JOB_FILE_STATUSES_SQL,
+    PURGE_FILES,
+    attach_files,
     claim_from_row,
     file_from_row,
+    files_of_jobs_sql,
+    final_rows,
     finish_values,
     insert_values,
 )
@@ -33,19 +37,15 @@ from relay.store.rows import JOB_COLUMNS, job_from_row
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["FileMethods", "purge_files", "queue_files", "with_files"]
+__all__ = ["FileMethods", "load_files", "purge_files", "queue_files"]
 
 _INSERT_FILE_SQL = numbered(INSERT_FILE_SQL)
 _FILES_OF_JOB_SQL = numbered(FILES_OF_JOB_SQL)
-_FILES_OF_JOBS_SQL = (
-    "SELECT job_row, id, pointer, source_url, url, status, bytes, sha256, content_type, error FROM files"
-    " WHERE job_row = ANY($1::bigint[]) ORDER BY job_row, position"
-)
-_FINISH_SQL = f"{numbered(FINISH_SQL)} RETURNING job_row"
+_FILES_OF_JOBS_SQL = files_of_jobs_sql("= ANY($1::bigint[])")
+_FINISH_SQL = numbered(FINISH_SQL)
 _GET_FILE_SQL = numbered(GET_FILE_SQL)
 _STATUSES_SQL = numbered(JOB_FILE_STATUSES_SQL)
-_PURGE_FILES_SQL = "UPDATE files SET status = 'purged', job_row = NULL, next_attempt_at = 0"
-_PURGE_FILES_SQL += " WHERE job_row = ANY($1::bigint[])"
+_PURGE_FILES_SQL = f"{PURGE_FILES} WHERE job_row = ANY($1::bigint[])"
 _LOCK_JOB_BY_ROW = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"
 # SKIP LOCKED: two archivers claiming at once split the due files instead of waiting on each other.
 _CANDIDATES_SQL = """
@@ -70,18 +70,10 @@ async def purge_files(conn: asyncpg.Connection, job_rows: Sequence[int]) -> None
     await conn.execute(_PURGE_FILES_SQL, list(job_rows))
 
 
-async def with_files(conn: asyncpg.Connection | asyncpg.Pool, jobs: list[Job]) -> list[Job]:
-    """The jobs with their archived files (only final jobs can have any: no read when none is)."""
-    rows = [job.row_id for job in jobs if job.final]
-    if not rows:
-        return jobs
-    found: dict[int, list[ArchivedFile]] = {}
-    for row in await conn.fetch(_FILES_OF_JOBS_SQL, rows):
-        found.setdefault(row[0], []).append(file_from_row(row[1:]))
-    for job in jobs:
-        if job.row_id in found:
-            object.__setattr__(job, "files", tuple(found[job.row_id]))  # read just now, held by nobody
-    return jobs
+async def load_files(conn: asyncpg.Connection | asyncpg.Pool, jobs: list[Job]) -> list[Job]:
+    """The jobs with their archived files, in one read (none when no job is final)."""
+    rows = final_rows(jobs)
+    return attach_files(jobs, await conn.fetch(_FILES_OF_JOBS_SQL, rows)) if rows else jobs
 
 
 class FileMethods:
@@ -127,9 +119,8 @@ class FileMethods:
                 statuses = [r[0] for r in await conn.fetch(_STATUSES_SQL, job_row)]
                 if row is None or not all_settled(statuses):
                     continue
-                job = job_from_row(row)
-                files = tuple(file_from_row(r) for r in await conn.fetch(_FILES_OF_JOB_SQL, job_row))
-                object.__setattr__(job, "files", files)  # read just now, held by nobody
+                files = (file_from_row(r) for r in await conn.fetch(_FILES_OF_JOB_SQL, job_row))
+                job = set_files(job_from_row(row), files)
                 entry = archive_entry(job)
                 queued = await record_entry(conn, job_row, entry, now, job, ARCHIVED_EVENT_TYPE)
                 if queued is not None:  # None: the event was made already

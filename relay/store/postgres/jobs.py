@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from relay.domain.archive import with_files
 from relay.domain.jobs import (
     apply_callback,
     merge_registration,
@@ -97,6 +98,9 @@ async def _insert(
     return None if row_id is None else job
 
 
+_COUNT_CALLBACK = "UPDATE jobs SET callbacks = $2 WHERE id = $1"
+
+
 async def write_job(conn: Connection, job: Job, sql: str = _UPDATE_JOB, *more: Any) -> None:
     """Store the job as a rule answered it (`more`: the values `sql` binds after the job's)."""
     await conn.execute(sql, job.row_id, *moved(job), *more)
@@ -135,7 +139,7 @@ async def ingest_callback(
         job = new_job_from_callback(source, cb, now, timeout_s)
         created = await _insert(conn, job, reconcile_after_s, notifying=True)
         if created is not None:
-            _with_files(created, files)
+            with_files(created, files)
             queued = await record_entry(conn, created.row_id, cb, now, created)
             await queue_files(conn, created, now)
             return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
@@ -146,7 +150,7 @@ async def ingest_callback(
     before = job_from_row(row)
     change = apply_callback(before, cb, now, timeout_s)
     if change.step.changed:
-        _with_files(change.job, files)  # before the entry: its event carries them
+        with_files(change.job, files)  # before the entry: its event carries them
     queued = await record_entry(
         conn, before.row_id, cb, now, change.job if change.changed else None, change.event_type
     )
@@ -154,18 +158,10 @@ async def ingest_callback(
         return IngestOutcome(before, duplicate=True, changed=False)
     await queue_files(conn, change.job, now)
     if change.changed:
-        await conn.execute(
-            _UPDATE_JOB_NOTIFYING, change.job.row_id, *moved(change.job), job_payload(source, cb.job_id)
-        )
-    else:
-        await write_job(conn, change.job)
+        await write_job(conn, change.job, _UPDATE_JOB_NOTIFYING, job_payload(source, cb.job_id))
+    else:  # it only counts (apply_callback's rule): no column but the count is written again
+        await conn.execute(_COUNT_CALLBACK, change.job.row_id, change.job.callbacks)
     return change.outcome(queued)
-
-
-def _with_files(job: Job, files: Sequence[ArchivedFile]) -> None:
-    """A job just made final by a result carries that result's files (so does its event)."""
-    if files and job.final:
-        object.__setattr__(job, "files", tuple(files))  # built for this change, held by nobody else yet
 
 
 async def register_job(

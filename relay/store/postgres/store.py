@@ -20,7 +20,7 @@ from relay.store.leases import RELEASE_LEASE_SQL, TAKE_LEASE_SQL, HeldLeases
 from relay.store.numbered import numbered
 from relay.store.postgres import jobs, timeouts
 from relay.store.postgres.backlog import read_backlog
-from relay.store.postgres.files import FileMethods, with_files
+from relay.store.postgres.files import FileMethods, load_files
 from relay.store.postgres.migrations import migrate
 from relay.store.postgres.notify import Listener
 from relay.store.postgres.outbox import OutboxMethods
@@ -131,13 +131,13 @@ class PostgresStore(OutboxMethods, FileMethods):
 
     async def get_job(self, source: str, job_id: str) -> Job | None:
         row = await self._pool.fetchrow(_SELECT_JOB, source, job_id)
-        return None if row is None else (await with_files(self._pool, [job_from_row(row)]))[0]
+        return None if row is None else (await load_files(self._pool, [job_from_row(row)]))[0]
 
     async def list_jobs(
         self, *, source: str | None, status: Status | None, limit: int, before: int | None
     ) -> list[Job]:
         sql, params = list_jobs_sql(source=source, status=status, before=before, limit=limit)
-        return await with_files(
+        return await load_files(
             self._pool, [job_from_row(row) for row in await self._pool.fetch(numbered(sql), *params)]
         )
 

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import orjson
 
-from relay.domain.archive import all_settled, archive_entry
+from relay.domain.archive import all_settled, archive_entry, set_files
 from relay.domain.outbox import candidate_window, claimable
 from relay.file_models import ARCHIVED_EVENT_TYPE, FileClaim, FileResult
 from relay.models import IngestOutcome, Job
@@ -67,10 +67,9 @@ def finish_files(conn: sqlite3.Connection, results: Sequence[FileResult], now: f
     `job.archived` event (with its deliveries), once. Answers those events' outcomes."""
     job_rows: list[int] = []
     for result in results:
-        if conn.execute(FINISH_SQL, finish_values(result)).rowcount:
-            row = conn.execute("SELECT job_row FROM files WHERE id = ?", (result.file_id,)).fetchone()
-            if row is not None and row[0] is not None and row[0] not in job_rows:
-                job_rows.append(row[0])
+        for (job_row,) in conn.execute(FINISH_SQL, finish_values(result)).fetchall():
+            if job_row is not None and job_row not in job_rows:
+                job_rows.append(job_row)
     outcomes = []
     for job_row in job_rows:
         if not all_settled(row[0] for row in conn.execute(JOB_FILE_STATUSES_SQL, (job_row,))):
@@ -90,10 +89,9 @@ def job_with_files(conn: sqlite3.Connection, job_row: int) -> Job | None:
     row = conn.execute(_JOB_BY_ROW, (job_row,)).fetchone()
     if row is None:
         return None
-    files = tuple(file_from_row(r) for r in conn.execute(FILES_OF_JOB_SQL, (job_row,)))
-    job = job_from_row(row)
-    object.__setattr__(job, "files", files)  # built here, held by nobody else
-    return job
+    return set_files(
+        job_from_row(row), (file_from_row(r) for r in conn.execute(FILES_OF_JOB_SQL, (job_row,)))
+    )
 
 
 def recover_files(conn: sqlite3.Connection, now: float) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from relay.domain.archive import with_files
 from relay.domain.jobs import (
     JobChange,
     apply_callback,
@@ -90,7 +91,7 @@ def ingest_callback(
     # Most callbacks are a job's first (many providers call back once, when it is done): try the insert first.
     created = _insert_new(conn, new_job_from_callback(source, cb, now, timeout_s), reconcile_after_s)
     if created is not None:
-        _with_files(created, files)
+        with_files(created, files)
         queued = record_callback(conn, created.row_id, cb, now, changed=created)  # no redelivery possible
         _queue_files(conn, created, now)
         return IngestOutcome(created, duplicate=False, changed=True, queued=queued or 0)
@@ -99,7 +100,7 @@ def ingest_callback(
     # and one decode of the stored result fewer per callback.
     change = apply_callback(before, cb, now, timeout_s)
     if change.step.changed:
-        _with_files(change.job, files)  # before the entry: its event carries them
+        with_files(change.job, files)  # before the entry: its event carries them
     queued = record_callback(
         conn, before.row_id, cb, now, change.job if change.changed else None, change.event_type
     )
@@ -108,12 +109,6 @@ def ingest_callback(
     _update(conn, change)
     _queue_files(conn, change.job, now)
     return change.outcome(queued)
-
-
-def _with_files(job: Job, files: Sequence[ArchivedFile]) -> None:
-    """A job just made final by a result carries that result's files (so does its event)."""
-    if files and job.final:
-        object.__setattr__(job, "files", tuple(files))  # built for this change, held by nobody else yet
 
 
 def _queue_files(conn: sqlite3.Connection, job: Job, now: float) -> None:

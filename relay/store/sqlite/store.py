@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from relay.errors import ServiceUnavailable
 from relay.file_models import ArchivedFile, FileClaim, FileResult
@@ -24,7 +25,7 @@ from relay.outbox_models import (
 )
 from relay.store.backlog import Backlog
 from relay.store.changes import Changes
-from relay.store.file_rows import FILES_OF_JOB_SQL, GET_FILE_SQL, file_from_row
+from relay.store.file_rows import GET_FILE_SQL, attach_files, file_from_row, files_of_jobs_sql, final_rows
 from relay.store.job_counts import job_counts, job_counts_sql
 from relay.store.leases import HeldLeases
 from relay.store.outbox_rows import (
@@ -90,6 +91,7 @@ def migrate_file(path: str, synchronous: str = "full") -> list[int]:
 
 # Pinned to jobs_by_status (as backlog.py pins its reads): each count a covering range of it.
 _JOB_COUNTS_SQL = job_counts_sql(indexed=True)
+_FILES_OF_JOBS_SQL = files_of_jobs_sql("IN (SELECT value FROM json_each(?))")
 
 
 class SQLiteStore:
@@ -155,24 +157,22 @@ class SQLiteStore:
         # open by a caller cancelled between execute and close (a client hanging up on a stream) would hold
         # the reader's snapshot, and every later read would miss what was committed since.
         row = next(iter(await self._db.execute_fetchall(SELECT_JOB, (source, job_id))), None)
-        return None if row is None else await self._with_files(job_from_row(row))
+        return None if row is None else (await self._load_files([job_from_row(row)]))[0]
 
-    async def _with_files(self, job: Job) -> Job:
-        """The job with its archived files (only a final job can have any: no read for an open one)."""
-        if not job.final:
-            return job
-        rows = await self._db.execute_fetchall(FILES_OF_JOB_SQL, (job.row_id,))
-        if rows:
-            object.__setattr__(job, "files", tuple(file_from_row(row) for row in rows))  # read just now
-        return job
+    async def _load_files(self, jobs: list[Job]) -> list[Job]:
+        """The jobs with their archived files, in one read (none when no job is final)."""
+        rows = final_rows(jobs)
+        if not rows:
+            return jobs
+        return attach_files(jobs, await self._db.execute_fetchall(_FILES_OF_JOBS_SQL, (orjson.dumps(rows),)))
 
     async def list_jobs(
         self, *, source: str | None, status: Status | None, limit: int, before: int | None
     ) -> list[Job]:
         sql, params = list_jobs_sql(source=source, status=status, before=before, limit=limit)
-        return [
-            await self._with_files(job_from_row(row)) for row in await self._db.execute_fetchall(sql, params)
-        ]
+        return await self._load_files(
+            [job_from_row(row) for row in await self._db.execute_fetchall(sql, params)]
+        )
 
     async def list_callbacks(self, source: str, job_id: str) -> list[CallbackRecord]:
         return callback_records(await self._db.execute_fetchall(LIST_CALLBACKS_SQL, (source, job_id)))
