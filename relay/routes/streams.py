@@ -47,10 +47,14 @@ async def job_events(request: Request) -> Response:
     last = row_id(request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0")
     if last is None:
         raise BadRequest("Last-Event-ID must be an id this stream sent", "bad_last_event_id")
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     job = await svc.store.get_job(*key)
-    if job is not None and job.final and not job.archiving and not await svc.store.list_events(*key, last):
-        # Nothing can follow: 204 is what tells EventSource to stop reconnecting (HTML's SSE model).
-        return Response(status_code=204, headers={"cache-control": "no-cache"})
+    if job is not None and job.final and not job.archiving:
+        # Nothing more can happen to it: its stored events are the whole stream, sent without a waiter.
+        rest = coalesced(await svc.store.list_events(*key, last))
+        if not rest:  # 204 is what tells EventSource to stop reconnecting (HTML's SSE model)
+            return Response(status_code=204, headers={"cache-control": "no-cache"})
+        return StreamingResponse(_sent(rest), media_type="text/event-stream", headers=headers)
     if svc.hub.count >= svc.hub.max_waiters:
         raise ServiceUnavailable(f"too many waiters held ({svc.hub.max_waiters})", "too_many_waiters")
     heartbeat_s = svc.settings.sse_heartbeat_s
@@ -79,8 +83,12 @@ async def job_events(request: Request) -> Response:
                     yield _HEARTBEAT
                     heartbeat_at = time.monotonic() + heartbeat_s
 
-    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+async def _sent(events: list[Event]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield _sse(event)
 
 
 async def job_callbacks(request: Request) -> Response:
