@@ -17,7 +17,8 @@ from starlette.types import Receive, Scope, Send
 from relay.archive import archive_session
 from relay.archiver import Archiver
 from relay.cors import cors_middleware
-from relay.delivery import Deliverer, delivery_client
+from relay.delivery import Deliverer
+from relay.delivery_http import delivery_client
 from relay.errors import BadRequest, InternalError, RelayError
 from relay.hub import Hub
 from relay.ingest import Ingestor

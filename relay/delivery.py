@@ -1,4 +1,5 @@
-"""The deliverer: claims due deliveries under a lease, POSTs them signed, records attempts.
+"""The deliverer: claims due deliveries under a lease, has them POSTed signed (`relay.delivery_http`), records
+attempts.
 
 What an answer means for its delivery (delivered, retried when, dead) is decided by `relay.domain.outbox`.
 """
@@ -6,69 +7,28 @@ What an answer means for its delivery (delivered, retried when, dead) is decided
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 
-import aiohttp
-
-from relay import __version__, signing
 from relay.breaker import Breakers
+from relay.delivery_http import DeliveryClient, post_signed
 from relay.domain.outbox import Answer, RetryPolicy, after_attempt, ended_at, endpoint_room
 from relay.leased_work import LeasedWorkLoop, count_down
 from relay.logs import log_event
 from relay.metrics import Metrics
 from relay.models import iso
-from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryAttempt, DeliveryStatus
+from relay.outbox_models import AttemptResult, Claim, Delivery, DeliveryStatus
 from relay.settings import Settings
-from relay.ssrf import DestinationBlocked, guarded_connector
 from relay.store import OutboxStore
 
-__all__ = ["Deliverer", "DeliveryClient", "delivery_client"]
+__all__ = ["Deliverer"]
 
 log = logging.getLogger(__name__)
 
-RESPONSE_HEAD_BYTES = 1024  # how much of each answer is kept with the attempt
-KEEPALIVE_S = 5.0  # an idle connection to a subscriber is kept this long for its next delivery
-USER_AGENT = f"relay-webhooks/{__version__}"
-_REDIRECTS = frozenset((301, 302, 303, 307, 308))
 # A round holds up to this many times the attempts that may run at once: the rest wait, ready, for a slot.
 CLAIM_DEPTH = 4
-# A subscription's key is decoded once, not on every attempt (rotated secrets are new entries).
-_key = functools.lru_cache(maxsize=4096)(signing.decode_secret)
-
-
-class DeliveryClient:
-    """The one HTTP client all deliveries share: an aiohttp session on a guarded, pooled connector.
-
-    aiohttp rather than httpx for its speed (docs/decisions.md); `aclose()` as the app closes its clients.
-    """
-
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-
-    async def aclose(self) -> None:
-        await self.session.close()
-
-
-def delivery_client(settings: Settings) -> DeliveryClient:
-    """The deliveries' client: pooled, bounded, no proxies from the environment, guarded destinations."""
-    connector = guarded_connector(
-        settings.delivery_concurrency,
-        allow_private=settings.allow_private_destinations,
-        keepalive_s=KEEPALIVE_S,
-    )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        # The whole attempt is bounded by the deliverer itself; aiohttp bounds only the connection.
-        timeout=aiohttp.ClientTimeout(total=None, connect=settings.delivery_connect_timeout_s),
-        headers={"user-agent": USER_AGENT},
-        trust_env=False,
-        cookie_jar=aiohttp.DummyCookieJar(),  # one subscriber's cookies must not go to another
-    )
-    return DeliveryClient(session)
 
 
 # What each attempt's result is logged as: a success only at debug (one a delivery: the metrics count them).
@@ -246,7 +206,7 @@ class Deliverer(LeasedWorkLoop[Claim, AttemptResult]):
         """One attempt, judged."""
         # The attempt's time on the round's clock (an explicit clock in tests).
         at = now + (time.monotonic() - round_started)
-        answer = await self._post(claim, at)
+        answer = await post_signed(self._http, self._settings, claim, at)
         return self._judge(claim.delivery, answer)
 
     def process_failed(self, claim: Claim) -> None:
@@ -256,70 +216,6 @@ class Deliverer(LeasedWorkLoop[Claim, AttemptResult]):
     def slot_freed(self, claim: Claim) -> None:
         super().slot_freed(claim)
         count_down(self._held, claim.delivery.endpoint)
-
-    def _signature(self, claim: Claim, timestamp: int) -> str | None:
-        secrets = claim.secrets or ((self._settings.signing_secret,) if self._settings.signing_secret else ())
-        if not secrets:
-            return None
-        return " ".join(
-            signing.sign(_key(s), claim.delivery.event_id, timestamp, claim.body) for s in secrets
-        )
-
-    async def _post(self, claim: Claim, at: float) -> Answer:
-        """POST once, bounded by `delivery_timeout_s` as a whole; network failures are answers, not raised."""
-        delivery = claim.delivery
-        timestamp = int(at)
-        signature = self._signature(claim, timestamp)
-        if signature is None:
-            unsigned = "not sent: per-job subscribers are signed with signing_secret, which is not configured"
-            return Answer(DeliveryAttempt(at, None, 0.0, unsigned))
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": delivery.event_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature,
-        }
-        timeout = self._settings.delivery_timeout_s
-        status: int | None = None
-        retry_after: str | None = None
-        head = b""
-        error: str | None = None
-        connection_failed = False
-        started = time.monotonic()
-        try:
-            async with (
-                asyncio.timeout(timeout),
-                self._http.post(
-                    delivery.url, data=claim.body, headers=headers, allow_redirects=False
-                ) as response,
-            ):
-                status = response.status
-                retry_after = response.headers.get("retry-after")
-                if status in _REDIRECTS and "location" in response.headers:
-                    error = f"redirect to {response.headers['location']!r} not followed"
-                content = response.content
-                while len(head) < RESPONSE_HEAD_BYTES and not content.at_eof():
-                    chunk = await content.read(RESPONSE_HEAD_BYTES - len(head))
-                    if not chunk:
-                        break
-                    head += chunk
-                if not content.at_eof():
-                    response.close()  # the rest is not read; the connection is closed rather than reused
-        except aiohttp.ConnectionTimeoutError:
-            error = f"no connection within {self._settings.delivery_connect_timeout_s:g} s"
-        except TimeoutError:  # after a status line, the answer counts; only its body was cut off
-            error = (
-                f"no answer within {timeout:g} s" if status is None else "the body was cut off by the timeout"
-            )
-        except aiohttp.ClientConnectorError as exc:
-            blocked = isinstance(exc.os_error, DestinationBlocked)
-            connection_failed = not blocked
-            error = f"destination refused: {exc.os_error}" if blocked else f"connection failed: {exc}"
-        except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        latency_ms = (time.monotonic() - started) * 1000
-        attempt = DeliveryAttempt(at, status, latency_ms, error, head)
-        return Answer(attempt, retry_after, connection_failed)
 
     def _judge(self, delivery: Delivery, answer: Answer) -> AttemptResult:
         """The answer's result for the delivery, counted by its endpoint's breaker and the metrics."""

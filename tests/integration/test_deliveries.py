@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from relay.cli import main as cli
-from relay.delivery import RESPONSE_HEAD_BYTES, Deliverer
+from relay.delivery import Deliverer
+from relay.delivery_http import RESPONSE_HEAD_BYTES
 from relay.outbox_models import DeliveryStatus
 from relay.settings import Settings
 from relay.sweeper import Sweeper

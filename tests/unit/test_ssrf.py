@@ -137,7 +137,7 @@ async def guarded_session(
     resolve: Resolver = system_resolver,
     check: Callable[[str], str | None] = blocked_reason,
 ) -> AsyncIterator[aiohttp.ClientSession]:
-    """A session on the deliverer's guarded connector (as `relay.delivery.delivery_client` builds it)."""
+    """A session on the deliverer's guarded connector (as `relay.delivery_http.delivery_client` builds it)."""
     connector = guarded_connector(
         4, allow_private=allow_private, keepalive_s=5.0, resolve=resolve, check=check
     )
