@@ -6,26 +6,29 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 
 import orjson
 
 from relay.domain.archive import all_settled, archive_entry, set_files
 from relay.domain.outbox import candidate_window, claimable
-from relay.file_models import ARCHIVED_EVENT_TYPE, FileClaim, FileResult
+from relay.file_models import ARCHIVED_EVENT_TYPE, ArchivedFile, FileClaim, FileResult
 from relay.models import IngestOutcome, Job
 from relay.store.file_rows import (
     CLAIM_COLUMNS,
     FILES_OF_JOB_SQL,
     FINISH_SQL,
+    GET_FILE_SQL,
     JOB_FILE_STATUSES_SQL,
     claim_from_row,
     file_from_row,
     finish_values,
 )
 from relay.store.rows import JOB_COLUMNS, job_from_row
+from relay.store.sqlite.handles import Handles
 from relay.store.sqlite.jobs import record_callback
 
-__all__ = ["claim_files", "finish_files", "forget_files", "purged_files", "recover_files"]
+__all__ = ["FileMethods", "claim_files", "finish_files", "forget_files", "purged_files", "recover_files"]
 
 _CANDIDATES_SQL = """
 SELECT id, host FROM files INDEXED BY files_due
@@ -121,3 +124,45 @@ def purged_files(conn: sqlite3.Connection, now: float, limit: int, lease_s: floa
 def forget_files(conn: sqlite3.Connection, file_ids: Sequence[str]) -> None:
     """Delete the rows of purged files whose bytes are gone."""
     conn.executemany("DELETE FROM files WHERE id = ? AND status = 'purged'", [(i,) for i in file_ids])
+
+
+class FileMethods(Handles):
+    """The `ArchiveStore` half of `SQLiteStore`: writes through its writer, reads on its reader."""
+
+    async def claim_files(
+        self,
+        now: float,
+        *,
+        limit: int,
+        lease_s: float,
+        per_host: int,
+        room: Mapping[str, int],
+        blocked: Collection[str],
+    ) -> list[FileClaim]:
+        return await self.writer.run(
+            partial(
+                claim_files,
+                limit=limit,
+                lease_s=lease_s,
+                per_host=per_host,
+                room=dict(room),
+                blocked=list(blocked),
+            ),
+            now,
+        )
+
+    async def finish_files(self, results: Sequence[FileResult], now: float) -> list[IngestOutcome]:
+        return await self.writer.run(finish_files, list(results), now)
+
+    async def recover_files(self, now: float) -> int:
+        return await self.writer.run_bulk(recover_files, now)
+
+    async def get_file(self, file_id: str) -> tuple[ArchivedFile, str, str] | None:
+        rows = list(await self._db.execute_fetchall(GET_FILE_SQL, (file_id,)))
+        return (file_from_row(rows[0]), rows[0][-2], rows[0][-1]) if rows else None
+
+    async def purged_files(self, now: float, limit: int, lease_s: float) -> list[str]:
+        return await self.writer.run(purged_files, now, limit, lease_s)
+
+    async def forget_files(self, file_ids: Sequence[str]) -> None:
+        await self.writer.run(forget_files, list(file_ids))

@@ -1,40 +1,24 @@
-"""The embedded backend: SQLite in WAL mode, writes through one group-commit writer, reads via aiosqlite."""
+"""The embedded backend: SQLite in WAL mode, writes through one group-commit writer, reads via aiosqlite.
+The outbox half (`OutboxMethods`) is in outbox_methods.py, the archive half (`FileMethods`) in files.py."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from functools import partial
-from typing import Any
+from collections.abc import Sequence
 
 import aiosqlite
 import orjson
 
 from relay.errors import ServiceUnavailable
-from relay.file_models import ArchivedFile, FileClaim, FileResult
+from relay.file_models import ArchivedFile
 from relay.loops import Loop
 from relay.models import Callback, CallbackRecord, Event, IngestOutcome, Job, Registration, Status
-from relay.outbox_models import (
-    AttemptResult,
-    Claim,
-    Delivery,
-    DeliveryStatus,
-    Subscription,
-    SubscriptionChange,
-)
 from relay.store.backlog import Backlog
 from relay.store.changes import Changes
-from relay.store.file_rows import GET_FILE_SQL, attach_files, file_from_row, files_of_jobs_sql, final_rows
+from relay.store.file_rows import attach_files, files_of_jobs_sql, final_rows
 from relay.store.job_counts import job_counts, job_counts_sql
 from relay.store.leases import HeldLeases
-from relay.store.outbox_rows import (
-    GET_SUBSCRIPTION_SQL,
-    LIST_SUBSCRIPTIONS_SQL,
-    list_deliveries_sql,
-    subscription_from_row,
-    with_attempts,
-)
 from relay.store.rows import (
     COUNT_JOBS_BY_STATUS_SQL,
     LIST_CALLBACKS_SQL,
@@ -46,11 +30,12 @@ from relay.store.rows import (
     list_jobs_sql,
     listed_events,
 )
-from relay.store.sqlite import files, leases, outbox, subscriptions
+from relay.store.sqlite import leases
 from relay.store.sqlite.backlog import read_backlog
+from relay.store.sqlite.files import FileMethods
 from relay.store.sqlite.jobs import ingest_callback, register_job
 from relay.store.sqlite.migrations import migrate
-from relay.store.sqlite.reads import GET_DELIVERY_SQL, attempts_sql
+from relay.store.sqlite.outbox_methods import OutboxMethods
 from relay.store.sqlite.sweeps import (
     OVERDUE_SQL,
     RECONCILE_DUE_SQL,
@@ -94,7 +79,7 @@ _JOB_COUNTS_SQL = job_counts_sql(indexed=True)
 _FILES_OF_JOBS_SQL = files_of_jobs_sql("IN (SELECT value FROM json_each(?))")
 
 
-class SQLiteStore:
+class SQLiteStore(OutboxMethods, FileMethods):
     """`Store` on one SQLite file. Safe for one relay process (the group-commit writer is the only writer)."""
 
     shared = False
@@ -121,12 +106,6 @@ class SQLiteStore:
         _configure(conn, self._synchronous)
         migrate(conn)
         return conn
-
-    @property
-    def _db(self) -> aiosqlite.Connection:
-        if self._reader is None:
-            raise RuntimeError("the store is closed")
-        return self._reader
 
     # Jobs: SQL in jobs.py.
 
@@ -219,138 +198,6 @@ class SQLiteStore:
     async def release_lease(self, name: str, holder: str) -> None:
         await self.writer.run(leases.release_lease, name, holder)
         self._leases.forget(name, holder)
-
-    # Subscriptions and deliveries: SQL in subscriptions.py, outbox.py, reads.py and ../outbox_rows.py.
-
-    async def create_subscription(
-        self, url: str, source: str | None, events: Sequence[str] | None, secret: str, now: float
-    ) -> Subscription:
-        return await self.writer.run(subscriptions.create_subscription, url, source, events, secret, now)
-
-    async def list_subscriptions(self) -> list[Subscription]:
-        rows = await self._db.execute_fetchall(LIST_SUBSCRIPTIONS_SQL)
-        return [subscription_from_row(row) for row in rows]
-
-    async def get_subscription(self, sub_id: str) -> Subscription | None:
-        rows = list(await self._db.execute_fetchall(GET_SUBSCRIPTION_SQL, (sub_id,)))
-        return subscription_from_row(rows[0]) if rows else None
-
-    async def delete_subscription(self, sub_id: str, now: float) -> bool:
-        return await self.writer.run_bulk(subscriptions.delete_subscription, sub_id, now)
-
-    async def rotate_subscription_secret(
-        self, sub_id: str, secret: str, now: float, overlap_s: float
-    ) -> Subscription | None:
-        return await self.writer.run(subscriptions.rotate_secret, sub_id, secret, now, overlap_s)
-
-    async def update_subscription(
-        self, sub_id: str, change: SubscriptionChange, now: float
-    ) -> Subscription | None:
-        return await self.writer.run_bulk(subscriptions.update_subscription, sub_id, change, now)
-
-    async def claim_deliveries(
-        self,
-        now: float,
-        *,
-        limit: int,
-        lease_s: float,
-        per_endpoint: int,
-        room: Mapping[str, int],
-        blocked: Collection[str],
-        finished: Sequence[AttemptResult] = (),
-    ) -> list[Claim]:
-        return await self.writer.run(
-            partial(
-                outbox.claim,
-                finished=list(finished),
-                limit=limit,
-                lease_s=lease_s,
-                per_endpoint=per_endpoint,
-                room=dict(room),
-                blocked=list(blocked),
-            ),
-            now,
-        )
-
-    async def finish_deliveries(self, results: Sequence[AttemptResult]) -> list[bool]:
-        return await self.writer.run(outbox.finish, list(results))
-
-    async def list_deliveries(
-        self,
-        *,
-        status: DeliveryStatus | None = None,
-        source: str | None = None,
-        job_id: str | None = None,
-        subscription_id: str | None = None,
-        limit: int = 50,
-        before: int | None = None,
-    ) -> list[Delivery]:
-        sql, params = list_deliveries_sql(
-            status=None if status is None else status.value,
-            source=source,
-            job_id=job_id,
-            subscription_id=subscription_id,
-            before=before,
-            limit=limit,
-        )
-        return await self._with_attempts(await self._db.execute_fetchall(sql, params))
-
-    async def get_delivery(self, delivery_id: int) -> Delivery | None:
-        rows = await self._db.execute_fetchall(GET_DELIVERY_SQL, (delivery_id,))
-        found = await self._with_attempts(rows)
-        return found[0] if found else None
-
-    async def _with_attempts(self, rows: Iterable[Any]) -> list[Delivery]:
-        rows = list(rows)
-        ids = [row[0] for row in rows]
-        attempts = await self._db.execute_fetchall(attempts_sql(len(ids)), ids) if ids else ()
-        return with_attempts(rows, attempts)
-
-    async def retry_delivery(self, delivery_id: int, now: float) -> Delivery | None:
-        return await self.writer.run(outbox.retry, delivery_id, now)
-
-    async def recover_deliveries(self, now: float) -> int:
-        return await self.writer.run_bulk(outbox.recover, now)
-
-    # Archived files: SQL in files.py and ../file_rows.py.
-
-    async def claim_files(
-        self,
-        now: float,
-        *,
-        limit: int,
-        lease_s: float,
-        per_host: int,
-        room: Mapping[str, int],
-        blocked: Collection[str],
-    ) -> list[FileClaim]:
-        return await self.writer.run(
-            partial(
-                files.claim_files,
-                limit=limit,
-                lease_s=lease_s,
-                per_host=per_host,
-                room=dict(room),
-                blocked=list(blocked),
-            ),
-            now,
-        )
-
-    async def finish_files(self, results: Sequence[FileResult], now: float) -> list[IngestOutcome]:
-        return await self.writer.run(files.finish_files, list(results), now)
-
-    async def recover_files(self, now: float) -> int:
-        return await self.writer.run_bulk(files.recover_files, now)
-
-    async def get_file(self, file_id: str) -> tuple[ArchivedFile, str, str] | None:
-        rows = list(await self._db.execute_fetchall(GET_FILE_SQL, (file_id,)))
-        return (file_from_row(rows[0]), rows[0][-2], rows[0][-1]) if rows else None
-
-    async def purged_files(self, now: float, limit: int, lease_s: float) -> list[str]:
-        return await self.writer.run(files.purged_files, now, limit, lease_s)
-
-    async def forget_files(self, file_ids: Sequence[str]) -> None:
-        await self.writer.run(files.forget_files, list(file_ids))
 
     async def backlog(self, now: float) -> Backlog:
         return await read_backlog(self._db, now)
